@@ -1,0 +1,41 @@
+import asyncio
+
+from fastapi import APIRouter
+from loguru import logger
+from sqlalchemy import text
+
+from app.core.db import engine
+from app.core.exceptions import ServiceUnavailableError
+from app.core.responses import error_responses
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers; touches no dependency."""
+    return {"status": "ok"}
+
+
+async def _check_database() -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+@router.get("/ready", responses=error_responses(503))
+async def ready() -> dict[str, str | dict[str, str]]:
+    """Readiness: every dependency answers within a couple of seconds, or 503 names it."""
+    checks = {"database": _check_database}
+    failed = []
+    for name, check in checks.items():
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                await check()
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            logger.opt(exception=True).warning("Readiness check {} failed", name)
+            failed.append(name)
+    if failed:
+        raise ServiceUnavailableError(f"Not ready: {', '.join(failed)} unavailable")
+    return {"status": "ok", "checks": dict.fromkeys(checks, "ok")}

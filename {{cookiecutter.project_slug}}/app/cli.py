@@ -1,0 +1,60 @@
+"""Management commands: `python -m app.cli create-superuser --email E --username U`."""
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from pydantic import ValidationError
+
+from app.core.db import engine, session_factory
+from app.core.exceptions import ConflictError
+from app.schemas.user import UserCreate
+from app.services.auth import AuthService
+
+
+async def create_superuser(data: UserCreate) -> None:
+    try:
+        async with session_factory() as session:
+            user = await AuthService(session).signup(data)
+            user.is_superuser = True
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-superuser", help="create an admin user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--username", required=True)
+    create.add_argument("--first-name", default="Admin")
+    create.add_argument("--last-name", default="User")
+    create.add_argument("--password", help="prompted for when omitted")
+    args = parser.parse_args(argv)
+
+    password = args.password or getpass.getpass("Password: ")
+    try:
+        data = UserCreate(
+            username=args.username,
+            email=args.email,
+            first_name=args.first_name,
+            last_name=args.last_name,
+            password=password,
+        )
+        asyncio.run(create_superuser(data))
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            print(f"error: {field}: {error['msg']}", file=sys.stderr)  # noqa: T201
+        return 2
+    except ConflictError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(f"Superuser {data.username} created.")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

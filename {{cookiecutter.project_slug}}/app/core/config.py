@@ -1,0 +1,107 @@
+"""Settings, read from the environment and `.env`."""
+
+import enum
+from functools import lru_cache
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INSECURE_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret"})
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Environment(enum.StrEnum):
+    LOCAL = "local"
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    project_name: str = {{ cookiecutter.project_name | tojson }}
+    current_environment: Environment = Environment.LOCAL
+
+    {%- if cookiecutter.database == "postgresql" %}
+    database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/{{ cookiecutter.project_slug.replace('-', '_') }}"
+    db_echo: bool = False
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_pool_recycle: int = 1800
+    db_pool_pre_ping: bool = True
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # PgBouncer in transaction mode cannot keep prepared statements between transactions.
+    db_pgbouncer: bool = False
+    {%- else %}
+    database_url: str = "sqlite+aiosqlite:///./app.db"
+    db_echo: bool = False
+    db_busy_timeout_ms: int = Field(default=5_000, ge=0)
+    {%- endif %}
+
+    secret_key: SecretStr = SecretStr("change-me")
+    access_token_expire_minutes: int = Field(default=30, ge=1)
+    refresh_token_expire_days: int = Field(default=14, ge=1)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    # Hashing is CPU-bound: more parallel hashes than spare cores only starve the event loop.
+    password_hash_concurrency: int = Field(default=1, ge=1)
+
+    backend_host: str = "0.0.0.0"  # noqa: S104 - the container's port mapping decides exposure
+    backend_port: int = 8000
+    cors_origins: list[str] = []
+    docs_enabled: bool | None = None
+
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    {%- if cookiecutter.use_b2_storage %}
+
+    b2_application_key_id: str
+    b2_application_key: SecretStr
+    b2_bucket_name: str
+    b2_realm: str = "production"
+    b2_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    b2_allowed_content_types: list[str] = [
+        "image/png",
+        "image/jpeg",
+        "application/pdf",
+        "text/plain",
+    ]
+    b2_link_valid_seconds: int = Field(default=3600, ge=1, le=604_800)
+    {%- endif %}
+
+    @model_validator(mode="after")
+    def _require_real_secret_outside_local(self) -> Self:
+        if self.current_environment is Environment.LOCAL:
+            return self
+        secret = self.secret_key.get_secret_value()
+        if secret in INSECURE_SECRET_KEYS or len(secret) < MIN_SECRET_KEY_LENGTH:
+            msg = (
+                f"SECRET_KEY must be set to a random value of at least {MIN_SECRET_KEY_LENGTH} "
+                f"characters when CURRENT_ENVIRONMENT={self.current_environment.value}; "
+                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(64))"'
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.current_environment is Environment.LOCAL
+
+    @property
+    def show_docs(self) -> bool:
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.current_environment is not Environment.PROD
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_json is not None:
+            return self.log_json
+        return not self.is_local
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,76 @@
+"""The database engine and session factory: the only module that knows the driver."""
+
+{% if cookiecutter.database == "postgresql" -%}
+from typing import Any
+
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from app.core.config import Settings, get_settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = make_url(settings.database_url)
+    connect_args: dict[str, Any] = {
+        # Bound the connect so readiness checks fail fast instead of hanging.
+        "timeout": settings.db_pool_timeout,
+        "server_settings": {
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "application_name": "{{ cookiecutter.project_slug }}",
+        },
+    }
+    if settings.db_pgbouncer:
+        # PgBouncer in transaction mode hands each transaction to any server connection,
+        # so neither asyncpg's nor SQLAlchemy's prepared-statement cache may be used.
+        connect_args["statement_cache_size"] = 0
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    return create_async_engine(
+        url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args=connect_args,
+    )
+{%- else -%}
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from app.core.config import Settings, get_settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    engine = create_async_engine(
+        settings.database_url,
+        echo=settings.db_echo,
+        connect_args={"timeout": settings.db_busy_timeout_ms / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN instead of the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={settings.db_busy_timeout_ms:d}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with "database is
+        # locked" when another writer committed meanwhile; taking the write lock up front makes
+        # writers queue on busy_timeout instead.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+{%- endif %}
+
+
+engine = create_engine(get_settings())
+session_factory = async_sessionmaker(engine, expire_on_commit=False)

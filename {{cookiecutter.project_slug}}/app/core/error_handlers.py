@@ -1,0 +1,71 @@
+"""Every error becomes the same JSON body: `{"detail", "error_code", "timestamp"}`."""
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from loguru import logger
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.exceptions import AppError
+from app.core.responses import error_content
+
+HTTP_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "NOT_AUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+    return JSONResponse(
+        error_content(exc.detail, exc.error_code), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    code = HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR")
+    return JSONResponse(
+        error_content(str(exc.detail), code), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    errors = [
+        {key: value for key, value in error.items() if key in {"type", "loc", "msg"}}
+        for error in exc.errors()
+    ]
+    return JSONResponse(
+        error_content(jsonable_encoder(errors), "VALIDATION_ERROR"), status_code=422
+    )
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # Pool exhausted, server down or SQLite busy for too long: the client may retry.
+    logger.opt(exception=exc).warning("Database unavailable")
+    return JSONResponse(
+        error_content("The database is temporarily unavailable", "DATABASE_UNAVAILABLE"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(OperationalError, _database_unavailable)

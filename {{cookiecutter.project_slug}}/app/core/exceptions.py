@@ -1,0 +1,69 @@
+"""The application's exception hierarchy; each maps to one HTTP status and error code."""
+
+
+class AppError(Exception):
+    status_code: int = 500
+    error_code: str = "INTERNAL_ERROR"
+    detail: str = "Internal server error"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        self.detail = detail or type(self).detail
+        self.headers = headers
+        super().__init__(self.detail)
+
+
+class BadRequestError(AppError):
+    status_code = 400
+    error_code = "BAD_REQUEST"
+    detail = "Bad request"
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    error_code = "NOT_FOUND"
+    detail = "Not found"
+
+
+class ConflictError(AppError):
+    status_code = 409
+    error_code = "CONFLICT"
+    detail = "Conflict"
+
+
+class AuthenticationError(AppError):
+    status_code = 401
+    error_code = "NOT_AUTHENTICATED"
+    detail = "Could not validate credentials"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer", **(headers or {})})
+
+
+class PermissionDeniedError(AppError):
+    status_code = 403
+    error_code = "FORBIDDEN"
+    detail = "Not enough permissions"
+
+
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    error_code = "PAYLOAD_TOO_LARGE"
+    detail = "Payload too large"
+
+
+class UnsupportedMediaTypeError(AppError):
+    status_code = 415
+    error_code = "UNSUPPORTED_MEDIA_TYPE"
+    detail = "Unsupported media type"
+
+
+class BadGatewayError(AppError):
+    status_code = 502
+    error_code = "BAD_GATEWAY"
+    detail = "An upstream service failed"
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+    error_code = "SERVICE_UNAVAILABLE"
+    detail = "Service temporarily unavailable"

@@ -1,0 +1,45 @@
+"""The error body every failure answers with, and its OpenAPI documentation."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, invalid or expired credentials",
+    403: "Not allowed for this user",
+    404: "Not found",
+    409: "Conflicts with existing data",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    500: "Unexpected server error",
+    502: "An upstream service failed",
+    503: "A dependency is unavailable",
+}
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="What went wrong; validation errors list each failing field"
+    )
+    error_code: str = Field(examples=["NOT_FOUND"])
+    timestamp: datetime
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: documents each status code with the error body."""
+    return {
+        code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code]}
+        for code in status_codes
+    }
+
+
+def error_content(detail: str | list[dict[str, Any]], error_code: str) -> dict[str, Any]:
+    """The JSON error body: `{"detail", "error_code", "timestamp"}`."""
+    return {
+        "detail": detail,
+        "error_code": error_code,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }

@@ -1,0 +1,84 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
+
+from app.core import field_sizes
+from app.schemas.base import Schema
+
+
+def _password_fits_bcrypt(password: str) -> str:
+    # bcrypt reads at most 72 bytes; refuse longer ones instead of silently truncating them.
+    if len(password.encode()) > field_sizes.PASSWORD_MAX_BYTES:
+        msg = f"must be at most {field_sizes.PASSWORD_MAX_BYTES} bytes in UTF-8"
+        raise ValueError(msg)
+    return password
+
+
+Password = Annotated[
+    str, Field(min_length=field_sizes.PASSWORD_MIN_CHARS), AfterValidator(_password_fits_bcrypt)
+]
+Username = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        min_length=field_sizes.USERNAME_MIN,
+        max_length=field_sizes.USERNAME_MAX,
+        pattern=field_sizes.USERNAME_PATTERN,
+    ),
+]
+Email = Annotated[EmailStr, Field(max_length=field_sizes.EMAIL_MAX), AfterValidator(str.lower)]
+PersonName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=field_sizes.NAME_MAX)
+]
+
+
+class UserCreate(Schema):
+    username: Username
+    email: Email
+    first_name: PersonName
+    last_name: PersonName
+    password: Password
+
+
+class UserUpdate(Schema):
+    """Partial update: omitted fields stay as they are; null is refused."""
+
+    username: Username | None = None
+    email: Email | None = None
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = sorted(str(key) for key, value in data.items() if value is None)
+            if nulls:
+                msg = f"fields may be omitted but not null: {', '.join(nulls)}"
+                raise ValueError(msg)
+        return data
+
+
+class UserAdminUpdate(UserUpdate):
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+
+
+class PasswordChange(Schema):
+    current_password: str = Field(max_length=1024)
+    new_password: Password
+
+
+class UserRead(Schema):
+    id: uuid.UUID
+    username: str
+    email: str
+    first_name: str
+    last_name: str
+    is_active: bool
+    is_superuser: bool
+    created_at: datetime
+    updated_at: datetime
