@@ -1,0 +1,131 @@
+"""Finish a freshly rendered project.
+
+Runs with the new project directory as the working directory, both under `cookiecutter` and
+under `cruft create` / `cruft update` (which render into a temporary directory), so it relies on
+nothing but the working directory and the answers.
+
+1. Remove the files of the options that are off (OPTIONAL_FILES is the one list of them). A
+   listed file that was not rendered is an error (whatever the answers), so the list cannot
+   silently drift from the template tree.
+2. Remove the directories that this left empty.
+3. Write `.env` from `.env.example` with a fresh random SECRET_KEY.
+4. Print the next steps.
+"""
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+# answer -> files that exist only when that answer is true.
+OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
+    "use_b2_storage": (
+        "app/services/back_blaze_b2.py",
+        "app/services/files.py",
+        "app/schemas/back_blaze_bucket.py",
+        "app/schemas/file.py",
+        "app/models/file.py",
+        "app/repos/file.py",
+        "app/api/v1/endpoints/files.py",
+        "app/api/v1/deps/storage.py",
+        "app/alembic/versions/0002_files.py",
+        "tests/test_b2_service.py",
+        "tests/test_files.py",
+    ),
+}
+
+SECRET_KEY_PREFIX = "SECRET_KEY="  # noqa: S105 (the key name, not a secret)
+
+
+class HookError(Exception):
+    pass
+
+
+def remove_disabled_files(root: Path) -> list[Path]:
+    """Delete the files of every option that is off; return the deleted paths."""
+    missing = [
+        name for files in OPTIONAL_FILES.values() for name in files if not (root / name).is_file()
+    ]
+    if missing:
+        msg = "OPTIONAL_FILES in post_gen_project.py lists files the template did not render: "
+        raise HookError(msg + ", ".join(missing))
+    removed: list[Path] = []
+    for option, files in OPTIONAL_FILES.items():
+        if not ANSWERS[option]:
+            for name in files:
+                (root / name).unlink()
+                removed.append(root / name)
+    return removed
+
+
+def remove_empty_parents(root: Path, removed: list[Path]) -> None:
+    """Delete the directories that the removals left empty, up to (not including) root."""
+    for path in removed:
+        parent = path.parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+
+def write_env(root: Path) -> bool:
+    """Write .env from .env.example with a new SECRET_KEY; False when .env already exists."""
+    env = root / ".env"
+    if env.exists():
+        return False
+    example = root / ".env.example"
+    if not example.is_file():
+        raise HookError(".env.example is missing from the rendered project")
+    lines = example.read_text(encoding="utf-8").splitlines(keepends=True)
+    keys = [i for i, line in enumerate(lines) if line.startswith(SECRET_KEY_PREFIX)]
+    if len(keys) != 1:
+        msg = f".env.example must have exactly one {SECRET_KEY_PREFIX} line, found {len(keys)}"
+        raise HookError(msg)
+    lines[keys[0]] = f"{SECRET_KEY_PREFIX}{secrets.token_urlsafe(64)}\n"
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    return True
+
+
+def next_steps(env_written: bool) -> str:
+    slug = ANSWERS["project_slug"]
+    steps = [
+        f"cd {slug}",
+        "python -m venv .venv && . .venv/bin/activate",
+        "pip install -e '.[dev]'        # or: uv sync",
+    ]
+    if ANSWERS["database"] == "postgresql":
+        steps.append("docker compose up -d postgres   # or point DATABASE_URL in .env at a server")
+    steps += [
+        "alembic upgrade head",
+        "python -m app.cli create-superuser --email you@example.com --username admin",
+        "uvicorn app.main:app --reload   # then open http://127.0.0.1:8000/docs",
+        "python -m pytest",
+    ]
+    env_note = (
+        ".env written with a fresh SECRET_KEY (it is git-ignored; keep it out of commits)."
+        if env_written
+        else ".env already existed and was left as it was."
+    )
+    body = "\n".join(f"  {step}" for step in steps)
+    return f"\nCreated {slug}. {env_note}\nNext steps:\n{body}\n"
+
+
+def main() -> int:
+    root = Path.cwd()
+    try:
+        removed = remove_disabled_files(root)
+        remove_empty_parents(root, removed)
+        env_written = write_env(root)
+    except HookError as exc:
+        print(f"ERROR: post_gen_project: {exc}", file=sys.stderr)
+        return 1
+    print(next_steps(env_written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
