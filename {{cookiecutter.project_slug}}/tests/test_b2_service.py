@@ -271,6 +271,21 @@ async def test_no_bucket_selected(service: BackBlaze) -> None:
     assert info.value.error_code == "NO_BUCKET_SELECTED"
     with pytest.raises(NoBucketSelectedError):
         await service.list_files()
+    with pytest.raises(NoBucketSelectedError):
+        await service.check()
+
+
+async def test_check_asks_b2_every_time(
+    simulator: RawSimulator, account: tuple[str, str], storage: BackBlaze
+) -> None:
+    await storage.check()
+    await storage.delete_bucket(BUCKET)
+    with pytest.raises(BucketNotFoundError):
+        await storage.check()
+    expire_all_tokens(simulator)
+    del simulator.key_id_to_key[account[0]]
+    with pytest.raises(StorageAuthorizationError):
+        await storage.check()
 
 
 async def test_reauthorizes_after_the_token_expires(

@@ -302,12 +302,27 @@ class BackBlaze:
                 raise error from exc
             raise
 
-    async def _run(self, operation: str, func: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(partial(self._guarded, operation, func))
+    async def _run(
+        self, operation: str, func: Callable[[], T], *, abandon_on_cancel: bool = False
+    ) -> T:
+        return await anyio.to_thread.run_sync(
+            partial(self._guarded, operation, func), abandon_on_cancel=abandon_on_cancel
+        )
 
     async def check(self) -> None:
-        """Authorize and resolve the selected bucket: the readiness probe."""
-        await self._run("check", self._selected_bucket)
+        """The readiness probe: one B2 call that needs valid credentials and the bucket.
+
+        A caller's timeout returns at once; the worker thread finishes in the background.
+        """
+
+        def run() -> None:
+            bucket_name = self._bucket_name
+            if bucket_name is None:
+                raise NoBucketSelectedError()
+            if not self._api.list_buckets(bucket_name=bucket_name):
+                raise BucketNotFoundError()
+
+        await self._run("check", run, abandon_on_cancel=True)
 
     # --- buckets ------------------------------------------------------------------------
 

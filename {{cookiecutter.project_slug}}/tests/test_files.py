@@ -1,0 +1,384 @@
+"""The /files API end to end, with storage on b2sdk's in-memory B2 (`RawSimulator`)."""
+
+import hashlib
+import io
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+from b2sdk.v2 import exception as b2_exc
+from fastapi import UploadFile
+from httpx import AsyncClient, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import Headers
+
+from app.api.v1.deps.storage import get_storage
+from app.core.config import get_settings
+from app.core.exceptions import ConflictError, PayloadTooLargeError
+from app.main import app
+from app.models.user import User
+from app.repos.file import FileRepository
+from app.services.back_blaze_b2 import BackBlaze, StorageError
+from app.services.files import FileService
+from tests.conftest import UserFactory, auth_headers
+
+BUCKET = "user-files"
+FILES = "/api/v1/files"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def make_service(simulator: RawSimulator, key_id: str, key: str) -> BackBlaze:
+    config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
+    return BackBlaze(key_id, key, api_config=config)
+
+
+@pytest.fixture
+def simulator() -> RawSimulator:
+    return RawSimulator()
+
+
+@pytest.fixture
+def account(simulator: RawSimulator) -> tuple[str, str]:
+    key_id, key = simulator.create_account()
+    return key_id, key
+
+
+@pytest.fixture
+async def storage(simulator: RawSimulator, account: tuple[str, str]) -> BackBlaze:
+    service = make_service(simulator, *account)
+    await service.create_bucket(BUCKET)
+    return service.select_bucket(BUCKET)
+
+
+@pytest.fixture(autouse=True)
+def use_storage(storage: BackBlaze) -> Iterator[None]:
+    app.dependency_overrides[get_storage] = lambda: storage
+    yield
+    app.dependency_overrides.pop(get_storage, None)
+
+
+def use(service: BackBlaze) -> None:
+    app.dependency_overrides[get_storage] = lambda: service
+
+
+async def upload(
+    client: AsyncClient,
+    user: User,
+    content: bytes = b"hello, storage\n",
+    *,
+    name: str = "hello.txt",
+    content_type: str = "text/plain",
+) -> Response:
+    return await client.post(
+        FILES, headers=auth_headers(user), files={"file": (name, content, content_type)}
+    )
+
+
+async def refuse_to_save(*_args: object) -> None:
+    raise ConflictError("refused")
+
+
+def assert_error(response: Response, status_code: int, error_code: str) -> None:
+    assert response.status_code == status_code, response.text
+    body = response.json()
+    assert set(body) == {"detail", "error_code", "timestamp"}
+    assert body["error_code"] == error_code
+    assert "Traceback" not in body["detail"]
+
+
+async def test_upload_list_read_download_delete(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    user = await make_user()
+    headers = auth_headers(user)
+    content = b"hello, storage\n"
+
+    created = await upload(client, user, content)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert set(body) == {"id", "name", "size", "content_type", "checksum", "created_at"}
+    assert body["name"] == "hello.txt"
+    assert body["size"] == len(content)
+    assert body["content_type"] == "text/plain"
+    assert body["checksum"] == hashlib.sha1(content, usedforsecurity=False).hexdigest()
+
+    [stored] = await storage.list_files()
+    assert stored.file_name == f"{user.id}/{body['id']}/hello.txt"
+    assert await storage.download_bytes(stored.file_id) == content
+
+    listed = await client.get(FILES, headers=headers)
+    assert listed.status_code == 200
+    assert listed.json() == {"items": [body], "total": 1, "offset": 0, "limit": 20}
+
+    read = await client.get(f"{FILES}/{body['id']}", headers=headers)
+    assert read.status_code == 200
+    assert read.json() == body
+
+    link = await client.get(f"{FILES}/{body['id']}/download", headers=headers)
+    assert link.status_code == 200
+    assert link.json()["expires_in"] == get_settings().b2_link_valid_seconds
+    public_url = await storage.get_public_url(stored.file_name)
+    assert link.json()["url"].startswith(public_url + "?Authorization=")
+
+    deleted = await client.delete(f"{FILES}/{body['id']}", headers=headers)
+    assert deleted.status_code == 204
+    assert await storage.list_files() == []
+    assert_error(await client.get(f"{FILES}/{body['id']}", headers=headers), 404, "NOT_FOUND")
+    assert (await client.get(FILES, headers=headers)).json()["total"] == 0
+
+
+async def test_larger_upload_is_streamed_intact(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    # Larger than the simulator's part size: stored as a large file, in parts.
+    content = bytes(range(256)) * 40
+    user = await make_user()
+    created = await upload(client, user, content, name="scan.pdf", content_type="application/pdf")
+    assert created.status_code == 201, created.text
+    [stored] = await storage.list_files()
+    assert await storage.download_bytes(stored.file_id) == content
+    assert created.json()["checksum"] == hashlib.sha1(content, usedforsecurity=False).hexdigest()
+
+
+async def test_pagination(client: AsyncClient, make_user: UserFactory) -> None:
+    user = await make_user()
+    for number in range(3):
+        assert (await upload(client, user, name=f"{number}.txt")).status_code == 201
+    page = await client.get(FILES, headers=auth_headers(user), params={"offset": 1, "limit": 1})
+    assert page.status_code == 200
+    body = page.json()
+    assert (body["total"], body["offset"], body["limit"]) == (3, 1, 1)
+    assert [item["name"] for item in body["items"]] == ["1.txt"]
+    bad = await client.get(FILES, headers=auth_headers(user), params={"limit": 101})
+    assert_error(bad, 422, "VALIDATION_ERROR")
+
+
+async def test_content_type_parameters_and_paths_are_dropped(
+    client: AsyncClient, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    created = await upload(
+        client, user, name="../../etc/notes.txt", content_type="Text/Plain; charset=utf-8"
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["content_type"] == "text/plain"
+    assert created.json()["name"] == "notes.txt"
+
+
+async def test_disallowed_content_type_is_415(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    user = await make_user()
+    response = await upload(client, user, b"GIF89a", name="anim.gif", content_type="image/gif")
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "image/gif" in response.json()["detail"]
+    assert await storage.list_files() == []
+    assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 0
+
+
+async def test_too_large_is_413(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "b2_upload_max_bytes", len(PNG))
+    user = await make_user()
+    exact = await upload(client, user, PNG, name="ok.png", content_type="image/png")
+    assert exact.status_code == 201, exact.text
+
+    response = await upload(client, user, PNG + b"!", name="big.png", content_type="image/png")
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert [f.file_name.rsplit("/", 1)[-1] for f in await storage.list_files()] == ["ok.png"]
+    assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 1
+
+
+async def test_size_is_counted_while_streaming_when_not_declared(
+    session: AsyncSession, storage: BackBlaze, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "b2_upload_max_bytes", 100_000)
+    files = FileService(session, storage, get_settings())
+    headers = Headers({"content-type": "text/plain"})
+    # No declared size: the limit is enforced by counting chunks as they are read.
+    oversized = UploadFile(io.BytesIO(b"x" * 100_001), filename="big.txt", headers=headers)
+    with pytest.raises(PayloadTooLargeError):
+        await files.upload(uuid.uuid4(), oversized)
+    assert await storage.list_files() == []
+
+
+async def test_another_users_file_is_not_found(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    owner, other = await make_user(), await make_user()
+    file_id = (await upload(client, owner)).json()["id"]
+    headers = auth_headers(other)
+
+    assert_error(await client.get(f"{FILES}/{file_id}", headers=headers), 404, "NOT_FOUND")
+    download = await client.get(f"{FILES}/{file_id}/download", headers=headers)
+    assert_error(download, 404, "NOT_FOUND")
+    assert_error(await client.delete(f"{FILES}/{file_id}", headers=headers), 404, "NOT_FOUND")
+    assert (await client.get(FILES, headers=headers)).json()["total"] == 0
+
+    assert (await client.get(f"{FILES}/{file_id}", headers=auth_headers(owner))).status_code == 200
+    assert len(await storage.list_files()) == 1
+
+
+async def test_unknown_and_malformed_ids(client: AsyncClient, make_user: UserFactory) -> None:
+    headers = auth_headers(await make_user())
+    unknown = await client.get(f"{FILES}/{uuid.uuid4()}", headers=headers)
+    assert_error(unknown, 404, "NOT_FOUND")
+    malformed = await client.get(f"{FILES}/not-a-uuid", headers=headers)
+    assert_error(malformed, 422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", FILES),
+        ("GET", FILES),
+        ("GET", f"{FILES}/{uuid.UUID(int=1)}"),
+        ("GET", f"{FILES}/{uuid.UUID(int=1)}/download"),
+        ("DELETE", f"{FILES}/{uuid.UUID(int=1)}"),
+    ],
+)
+async def test_every_route_needs_authentication(
+    client: AsyncClient, method: str, path: str
+) -> None:
+    files = {"file": ("a.txt", b"a", "text/plain")} if method == "POST" else None
+    response = await client.request(method, path, files=files)
+    assert_error(response, 401, "NOT_AUTHENTICATED")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_rejected_credentials_are_503_not_500(
+    client: AsyncClient,
+    make_user: UserFactory,
+    simulator: RawSimulator,
+    account: tuple[str, str],
+) -> None:
+    use(make_service(simulator, account[0], "wrong-key").select_bucket(BUCKET))
+    user = await make_user()
+    response = await upload(client, user)
+    assert_error(response, 503, "STORAGE_UNAUTHORIZED")
+    assert "wrong-key" not in response.text
+    assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 0
+
+
+async def test_missing_bucket_is_503(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    storage.select_bucket("no-such-bucket")
+    assert_error(await upload(client, await make_user()), 503, "BUCKET_NOT_FOUND")
+
+
+async def test_failed_upload_is_502_and_records_nothing(
+    client: AsyncClient, make_user: UserFactory, simulator: RawSimulator, storage: BackBlaze
+) -> None:
+    user = await make_user()
+    simulator.set_upload_errors([b2_exc.BadRequest("rejected", "bad_request")])
+    assert_error(await upload(client, user), 502, "STORAGE_ERROR")
+    assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 0
+    assert await storage.list_files() == []
+
+
+async def test_unsaved_metadata_removes_the_uploaded_object(
+    client: AsyncClient,
+    make_user: UserFactory,
+    storage: BackBlaze,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(FileRepository, "create", refuse_to_save)
+    assert_error(await upload(client, await make_user()), 409, "CONFLICT")
+    assert await storage.list_files() == []
+
+
+async def test_orphan_cleanup_failure_still_reports_the_original_error(
+    client: AsyncClient,
+    make_user: UserFactory,
+    storage: BackBlaze,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def storage_down(*_args: object) -> None:
+        raise StorageError()
+
+    monkeypatch.setattr(FileRepository, "create", refuse_to_save)
+    monkeypatch.setattr(storage, "delete_file", storage_down)
+    assert_error(await upload(client, await make_user()), 409, "CONFLICT")
+
+
+def test_the_storage_dependency_is_built_from_settings_without_io() -> None:
+    get_storage.cache_clear()
+    try:
+        built = get_storage()
+        assert built is get_storage(), "one per process"
+        assert built.bucket_name == get_settings().b2_bucket_name
+    finally:
+        get_storage.cache_clear()
+
+
+async def test_failed_storage_delete_keeps_the_record(
+    client: AsyncClient,
+    make_user: UserFactory,
+    simulator: RawSimulator,
+    account: tuple[str, str],
+    storage: BackBlaze,
+) -> None:
+    user = await make_user()
+    file_id = (await upload(client, user)).json()["id"]
+    # The key is revoked and the token expires: B2 refuses the delete.
+    for token in list(simulator.auth_token_to_key):
+        simulator.expire_auth_token(token)
+    del simulator.key_id_to_key[account[0]]
+
+    response = await client.delete(f"{FILES}/{file_id}", headers=auth_headers(user))
+    assert_error(response, 503, "STORAGE_UNAUTHORIZED")
+    assert (await client.get(f"{FILES}/{file_id}", headers=auth_headers(user))).status_code == 200
+    link = await client.get(f"{FILES}/{file_id}/download", headers=auth_headers(user))
+    assert_error(link, 503, "STORAGE_UNAUTHORIZED")
+
+
+async def test_object_already_gone_from_storage_still_deletes_the_record(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    user = await make_user()
+    file_id = (await upload(client, user)).json()["id"]
+    [stored] = await storage.list_files()
+    await storage.delete_file(stored.file_id, stored.file_name)
+
+    response = await client.delete(f"{FILES}/{file_id}", headers=auth_headers(user))
+    assert response.status_code == 204
+    assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 0
+
+
+async def test_a_user_who_owns_files_cannot_be_deleted(
+    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+) -> None:
+    admin, owner = await make_user(is_superuser=True), await make_user()
+    file_id = (await upload(client, owner)).json()["id"]
+
+    refused = await client.delete(f"/api/v1/users/{owner.id}", headers=auth_headers(admin))
+    assert_error(refused, 409, "CONFLICT")
+    assert (await client.get(f"{FILES}/{file_id}", headers=auth_headers(owner))).status_code == 200
+    assert len(await storage.list_files()) == 1
+
+    deleted = await client.delete(f"{FILES}/{file_id}", headers=auth_headers(owner))
+    assert deleted.status_code == 204
+    gone = await client.delete(f"/api/v1/users/{owner.id}", headers=auth_headers(admin))
+    assert gone.status_code == 204
+
+
+async def test_readiness_checks_storage(
+    committed_client: AsyncClient, simulator: RawSimulator, account: tuple[str, str]
+) -> None:
+    ready = await committed_client.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["storage"] == "ok"
+
+    use(make_service(simulator, account[0], "wrong-key").select_bucket(BUCKET))
+    not_ready = await committed_client.get("/health/ready")
+    assert_error(not_ready, 503, "SERVICE_UNAVAILABLE")
+    assert "storage" in not_ready.json()["detail"]
+
+
+async def test_openapi_documents_the_error_responses(client: AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"401", "413", "415", "502", "503"} <= set(paths[FILES]["post"]["responses"])
+    assert "404" in paths[FILES + "/{file_id}"]["get"]["responses"]
