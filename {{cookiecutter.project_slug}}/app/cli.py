@@ -4,26 +4,18 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from app.core.db import engine, session_factory
 from app.core.exceptions import ConflictError
+from app.models.user import User
 from app.schemas.user import UserCreate
 from app.services.auth import AuthService
 
 
-async def create_superuser(data: UserCreate) -> None:
-    try:
-        async with session_factory() as session:
-            user = await AuthService(session).signup(data)
-            user.is_superuser = True
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app.cli")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-superuser", help="create an admin user")
@@ -32,18 +24,41 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--first-name", default="Admin")
     create.add_argument("--last-name", default="User")
     create.add_argument("--password", help="prompted for when omitted")
-    args = parser.parse_args(argv)
+    return parser
 
-    password = args.password or getpass.getpass("Password: ")
+
+def user_from_args(
+    args: argparse.Namespace, prompt: Callable[[str], str] = getpass.getpass
+) -> UserCreate:
+    return UserCreate(
+        username=args.username,
+        email=args.email,
+        first_name=args.first_name,
+        last_name=args.last_name,
+        password=args.password or prompt("Password: "),
+    )
+
+
+async def create_superuser(data: UserCreate) -> User:
+    async with session_factory() as session:
+        user = await AuthService(session).signup(data)
+        user.is_superuser = True
+        await session.commit()
+    return user
+
+
+async def _create_superuser_and_close(data: UserCreate) -> None:
     try:
-        data = UserCreate(
-            username=args.username,
-            email=args.email,
-            first_name=args.first_name,
-            last_name=args.last_name,
-            password=password,
-        )
-        asyncio.run(create_superuser(data))
+        await create_superuser(data)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        data = user_from_args(args)
+        asyncio.run(_create_superuser_and_close(data))
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])

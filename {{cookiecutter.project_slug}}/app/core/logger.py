@@ -59,7 +59,7 @@ def setup_logging(settings: Settings) -> None:
         logger.add(_json_sink, level=settings.log_level)
     else:
         logger.add(sys.stderr, level=settings.log_level, format=TEXT_FORMAT)
-    logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    logging.basicConfig(handlers=[InterceptHandler()], level=settings.log_level, force=True)
     for name in ("uvicorn", "uvicorn.error", "fastapi", "sqlalchemy"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

@@ -1,0 +1,1 @@
+"""The service's test suite (a package, so that `tests.conftest` is imported only once)."""

@@ -1,0 +1,167 @@
+"""The HTTP envelope: error bodies, request ids, headers, docs, CORS and settings."""
+
+import json
+from datetime import datetime
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from loguru import logger
+from pydantic import ValidationError
+
+from app.core.config import Environment, Settings, get_settings
+from app.main import create_app
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+def assert_error_body(body: dict[str, object], error_code: str) -> None:
+    assert set(body) == {"detail", "error_code", "timestamp"}
+    assert body["error_code"] == error_code
+    timestamp = datetime.fromisoformat(str(body["timestamp"]))
+    assert timestamp.utcoffset() is not None
+    assert timestamp.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+async def test_unknown_route_is_404_with_error_body(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert_error_body(response.json(), "NOT_FOUND")
+
+
+async def test_wrong_method_is_405_with_error_body(client: AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert response.status_code == 405
+    assert_error_body(response.json(), "METHOD_NOT_ALLOWED")
+
+
+async def test_malformed_json_is_422_with_error_body(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/signup", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert_error_body(response.json(), "VALIDATION_ERROR")
+
+
+async def test_unexpected_error_is_a_clean_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="ERROR")
+    try:
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/boom", headers={"X-Request-ID": "trace-me-42"})
+    finally:
+        logger.remove(sink)
+    assert response.status_code == 500
+    assert_error_body(response.json(), "INTERNAL_ERROR")
+    assert "secret internals" not in response.text
+    assert response.headers["x-request-id"] == "trace-me-42"
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    # The traceback is logged, with the request id bound to the line.
+    assert any("RuntimeError: secret internals" in line for line in lines)
+
+
+async def test_request_id_is_echoed_when_sane(client: AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    insane = await client.get("/health", headers={"X-Request-ID": "x" * 500})
+    assert insane.headers["x-request-id"] != "x" * 500
+    assert len(insane.headers["x-request-id"]) == 32
+    fresh = await client.get("/health")
+    assert fresh.headers["x-request-id"] != insane.headers["x-request-id"]
+
+
+async def test_security_headers_and_no_hsts_locally(client: AsyncClient) -> None:
+    response = await client.get("/health")
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    assert "strict-transport-security" not in response.headers
+
+
+def production_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "current_environment": Environment.PROD,
+        "secret_key": "p" * 64,
+        **overrides,
+    }
+    return get_settings().model_copy(update=values)
+
+
+async def test_production_adds_hsts_hides_docs_and_logs_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = create_app(production_settings(log_level="INFO"))
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+            response = await client.get("/health", headers={"X-Request-ID": "json-line"})
+            docs = await client.get("/docs")
+            schema = await client.get("/openapi.json")
+    finally:
+        create_app(get_settings())  # restore the test logging set-up
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    assert docs.status_code == 404
+    assert schema.status_code == 404
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    request_lines = [r for r in records if r.get("request_id") == "json-line"]
+    assert request_lines
+    assert request_lines[-1]["path"] == "/health"
+    assert request_lines[-1]["status"] == 200
+    assert "duration_ms" in request_lines[-1]
+
+
+@pytest.mark.parametrize("secret", ["change-me", "", "too-short-but-not-empty"])
+def test_weak_secret_refused_outside_local(secret: str) -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(current_environment=Environment.STAGING, secret_key=secret)
+
+
+def test_weak_secret_allowed_locally() -> None:
+    assert Settings(current_environment=Environment.LOCAL, secret_key="change-me").is_local
+
+
+def test_docs_switch_overrides_the_environment() -> None:
+    assert production_settings(docs_enabled=True).show_docs
+    assert not Settings(docs_enabled=False).show_docs
+
+
+async def test_cors_allows_configured_origins_only() -> None:
+    app = create_app(get_settings().model_copy(update={"cors_origins": ["https://ui.example"]}))
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        allowed = await client.options(
+            "/api/v1/users/me",
+            headers={"Origin": "https://ui.example", "Access-Control-Request-Method": "GET"},
+        )
+        denied = await client.options(
+            "/api/v1/users/me",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+    assert "access-control-allow-origin" not in denied.headers
+    assert allowed.headers["x-request-id"]
+
+
+async def test_openapi_documents_error_responses(client: AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    me = schema["paths"]["/api/v1/users/me"]["get"]["responses"]
+    assert {"200", "401", "403"} <= set(me)
+    assert me["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    signup = schema["paths"]["/api/v1/auth/signup"]["post"]["responses"]
+    assert {"201", "409", "422"} <= set(signup)
+    login = schema["paths"]["/api/v1/auth/login"]["post"]
+    assert "application/x-www-form-urlencoded" in login["requestBody"]["content"]
+    assert (
+        schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"][
+            "tokenUrl"
+        ]
+        == "/api/v1/auth/login"
+    )

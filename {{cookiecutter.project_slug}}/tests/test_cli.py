@@ -1,0 +1,77 @@
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import cli
+from app.api.v1.deps import db as db_deps
+from app.core.exceptions import ConflictError
+from app.models import User
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return cli.build_parser().parse_args(["create-superuser", *argv])
+
+
+def test_password_is_prompted_when_omitted() -> None:
+    prompts: list[str] = []
+
+    def prompt(text: str) -> str:
+        prompts.append(text)
+        return "typed at the prompt"
+
+    data = cli.user_from_args(parse("--email", "a@b.io", "--username", "root"), prompt)
+    assert prompts == ["Password: "]
+    assert data.password == "typed at the prompt"
+
+
+async def test_create_superuser(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session fixture already points the app at the rolled-back test transaction.
+    monkeypatch.setattr(cli, "session_factory", db_deps.session_factory)
+    data = cli.user_from_args(
+        parse("--email", "Root@B.io", "--username", "root", "--password", "p" * 12)
+    )
+    user = await cli.create_superuser(data)
+    stored = await session.scalar(select(User).where(User.id == user.id))
+    assert stored is not None
+    assert stored.is_superuser
+    assert stored.email == "root@b.io"
+    with pytest.raises(ConflictError):
+        await cli.create_superuser(data)
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "app.cli", *argv],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_command_line_end_to_end(clean_database: None) -> None:
+    args = ["create-superuser", "--email", "admin@example.com", "--username", "admin"]
+    created = run_cli(*args, "--password", "long enough password")
+    assert created.returncode == 0, created.stderr
+    assert "Superuser admin created." in created.stdout
+
+    duplicate = run_cli(*args, "--password", "long enough password")
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+
+    invalid = run_cli(
+        "create-superuser", "--email", "nope", "--username", "x", "--password", "short"
+    )
+    assert invalid.returncode == 2
+    assert "error: email" in invalid.stderr
+    assert "error: password" in invalid.stderr

@@ -1,0 +1,114 @@
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+{%- if cookiecutter.database == "postgresql" %}
+from httpx import AsyncClient
+from sqlalchemy import select, text
+{%- else %}
+from httpx import AsyncClient
+from sqlalchemy import select
+{%- endif %}
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.api.v1.deps import db as db_deps
+from app.core.config import get_settings
+from app.core.db import create_engine
+from app.models import User
+from tests.conftest import UserFactory, auth_headers
+
+
+async def test_timestamps_come_back_aware_and_in_utc(
+    make_user: UserFactory, session: AsyncSession
+) -> None:
+    user = await make_user()
+    session.expunge_all()
+    stored = await session.scalar(select(User).where(User.id == user.id))
+    assert stored is not None
+    for value in (stored.created_at, stored.updated_at):
+        assert value.tzinfo is not None
+        assert value.utcoffset() == UTC.utcoffset(None)
+        assert abs((datetime.now(UTC) - value).total_seconds()) < 60
+
+
+async def test_naive_datetimes_are_refused(make_user: UserFactory, session: AsyncSession) -> None:
+    user = await make_user()
+    user.updated_at = datetime(2020, 1, 1)  # noqa: DTZ001 - naive on purpose
+    with pytest.raises(Exception, match="naive datetimes"):
+        await session.flush()
+    await session.rollback()
+
+
+@pytest.fixture
+async def small_engine(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncEngine]:
+    """The app on its own small engine, so a test can exhaust it."""
+    {%- if cookiecutter.database == "postgresql" %}
+    settings = get_settings().model_copy(
+        update={"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 0.5}
+    )
+    {%- else %}
+    settings = get_settings().model_copy(update={"db_busy_timeout_ms": 200})
+    {%- endif %}
+    engine = create_engine(settings)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    monkeypatch.setattr(db_deps, "session_factory", factory)
+    yield engine
+    await engine.dispose()
+
+
+async def test_saturated_database_answers_503(
+    small_engine: AsyncEngine, committed_client: AsyncClient
+) -> None:
+    signup = {
+        "username": "patient",
+        "email": "patient@example.com",
+        "first_name": "Pat",
+        "last_name": "Ient",
+        "password": "a sound password",
+    }
+    {%- if cookiecutter.database == "postgresql" %}
+    # Every pooled connection is checked out by someone else.
+    async with small_engine.connect() as first, small_engine.connect() as second:
+        await first.execute(text("SELECT 1"))
+        await second.execute(text("SELECT 1"))
+        response = await committed_client.post("/api/v1/auth/signup", json=signup)
+    {%- else %}
+    # Another connection holds SQLite's write lock for longer than the busy timeout.
+    async with small_engine.connect() as holder:
+        await holder.begin()
+        response = await committed_client.post("/api/v1/auth/signup", json=signup)
+        await holder.rollback()
+    {%- endif %}
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+    assert response.headers["Retry-After"] == "1"
+    # Once the database is free again, the same request goes through.
+    retry = await committed_client.post("/api/v1/auth/signup", json=signup)
+    assert retry.status_code == 201
+
+
+async def test_many_more_clients_than_connections_do_not_wedge(
+    small_engine: AsyncEngine, committed_client: AsyncClient
+) -> None:
+    signup = {
+        "username": "crowd",
+        "email": "crowd@example.com",
+        "first_name": "C",
+        "last_name": "Rowd",
+        "password": "a sound password",
+    }
+    created = await committed_client.post("/api/v1/auth/signup", json=signup)
+    assert created.status_code == 201
+    user = User(id=uuid.UUID(created.json()["id"]))
+    headers = auth_headers(user)
+    responses = await asyncio.wait_for(
+        asyncio.gather(
+            *(committed_client.get("/api/v1/users/me", headers=headers) for _ in range(60))
+        ),
+        timeout=30,
+    )
+    statuses = {response.status_code for response in responses}
+    assert statuses <= {200, 503}
+    assert 200 in statuses

@@ -1,0 +1,32 @@
+import pytest
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.api import health
+
+
+async def test_liveness_needs_no_database(client: AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readiness_checks_the_database(committed_client: AsyncClient) -> None:
+    response = await committed_client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"]["database"] == "ok"
+
+
+async def test_readiness_names_the_failing_database(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch, unreachable_database_url: str
+) -> None:
+    broken = create_async_engine(unreachable_database_url)
+    monkeypatch.setattr(health, "engine", broken)
+    try:
+        response = await client.get("/health/ready")
+    finally:
+        await broken.dispose()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error_code"] == "SERVICE_UNAVAILABLE"
+    assert "database" in body["detail"]

@@ -1,0 +1,39 @@
+import asyncio
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from app.core.config import get_settings
+from app.core.db import create_engine
+from app.models import Base
+from tests.conftest import alembic_config
+
+
+def _schema_state(connection: Connection) -> tuple[set[str], list[object]]:
+    tables = set(inspect(connection).get_table_names())
+    drift = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    return tables, drift
+
+
+async def test_migrations_round_trip_without_drift(empty_database_url: str) -> None:
+    config = alembic_config(empty_database_url)
+    engine = create_engine(get_settings().model_copy(update={"database_url": empty_database_url}))
+    try:
+        await asyncio.to_thread(command.upgrade, config, "head")
+        await asyncio.to_thread(command.downgrade, config, "base")
+        async with engine.connect() as connection:
+            tables, _ = await connection.run_sync(_schema_state)
+        assert tables == {"alembic_version"}
+
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.connect() as connection:
+            tables, drift = await connection.run_sync(_schema_state)
+        assert set(Base.metadata.tables) <= tables
+        assert drift == []
+        # The same check as `alembic check`, through the project's own Alembic environment.
+        await asyncio.to_thread(command.check, config)
+    finally:
+        await engine.dispose()
