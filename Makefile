@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-n 2 -k hooks'
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --durations=8
 
 # pip runs again only when one of a stamp's inputs is newer than the stamp.
 TOOLS_STAMP := $(VENV)/.tools.stamp

@@ -33,8 +33,11 @@ B2_TRACES = {
     "backblaze": re.compile(r"(?i)back_?blaze"),
     "/files route": re.compile(r"""["'/]files\b"""),
     "files name": re.compile(r"""["']files["']"""),
+    "file name import": re.compile(
+        r"(?m)^\s*from\s+[\w.]+\s+import\s+[^\n]*\b(?:files?|back_blaze\w*)\b"
+    ),
     "file module import": re.compile(
-        r"(?m)^\s*(?:from|import)\s[^\n]*\b(?:files?|back_blaze\w*)\b"
+        r"(?m)^\s*(?:from|import)\s+[\w.]*\.(?:files?|back_blaze\w*)\b"
     ),
     "upload": re.compile(r"\bUploadFile\b"),
 }
