@@ -19,6 +19,9 @@ import asyncpg
 import pytest
 from alembic import command
 from alembic.config import Config
+{%- if cookiecutter.use_b2_storage %}
+from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+{%- endif %}
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete
 {%- if cookiecutter.database == "postgresql" %}
@@ -44,14 +47,26 @@ os.environ["CURRENT_ENVIRONMENT"] = "local"
 os.environ["SECRET_KEY"] = "test-secret-key-" + "0123456789abcdef" * 4
 os.environ["BCRYPT_ROUNDS"] = "4"  # the minimum: tests check behaviour, not hashing cost
 os.environ["LOG_LEVEL"] = "WARNING"
+{%- if cookiecutter.use_b2_storage %}
+# Tests never reach the real B2: `simulated_storage` below replaces the storage dependency.
+os.environ["B2_APPLICATION_KEY_ID"] = "test-key-id"
+os.environ["B2_APPLICATION_KEY"] = "test-key"
+os.environ["B2_BUCKET_NAME"] = "test-bucket"
+{%- endif %}
 
 from app.api.v1.deps import db as db_deps  # noqa: E402 - needs the environment above
+{%- if cookiecutter.use_b2_storage %}
+from app.api.v1.deps.storage import get_storage  # noqa: E402
+{%- endif %}
 from app.core.auth import TokenType, create_token  # noqa: E402
 from app.core.db import engine  # noqa: E402
 from app.main import app  # noqa: E402
 from app.models import Base, User  # noqa: E402
 from app.schemas.user import UserCreate  # noqa: E402
 from app.services.auth import AuthService  # noqa: E402
+{%- if cookiecutter.use_b2_storage %}
+from app.services.back_blaze_b2 import BackBlaze  # noqa: E402
+{%- endif %}
 
 DEFAULT_PASSWORD = "correct horse battery"
 
@@ -220,4 +235,20 @@ async def empty_database_url() -> AsyncIterator[str]:
 def empty_database_url(tmp_path: Path) -> str:
     """A second throwaway database with nothing in it."""
     return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+{%- endif %}
+{%- if cookiecutter.use_b2_storage %}
+
+
+@pytest.fixture(autouse=True)
+async def simulated_storage() -> AsyncIterator[BackBlaze]:
+    """Every test's storage: b2sdk's in-memory B2 with the configured bucket, never the real B2."""
+    simulator = RawSimulator()
+    key_id, key = simulator.create_account()
+    config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
+    storage = BackBlaze(key_id, key, api_config=config)
+    await storage.create_bucket(os.environ["B2_BUCKET_NAME"])
+    storage.select_bucket(os.environ["B2_BUCKET_NAME"])
+    app.dependency_overrides[get_storage] = lambda: storage
+    yield storage
+    app.dependency_overrides.pop(get_storage, None)
 {%- endif %}

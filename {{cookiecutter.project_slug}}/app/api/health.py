@@ -3,7 +3,9 @@ import asyncio
 from fastapi import APIRouter
 from loguru import logger
 from sqlalchemy import text
-
+{% if cookiecutter.use_b2_storage %}
+from app.api.v1.deps.storage import StorageDep
+{%- endif %}
 from app.core.db import engine
 from app.core.exceptions import ServiceUnavailableError
 from app.core.responses import error_responses
@@ -25,9 +27,16 @@ async def _check_database() -> None:
 
 
 @router.get("/ready", responses=error_responses(503))
+{%- if cookiecutter.use_b2_storage %}
+async def ready(storage: StorageDep) -> dict[str, str | dict[str, str]]:
+{%- else %}
 async def ready() -> dict[str, str | dict[str, str]]:
+{%- endif %}
     """Readiness: every dependency answers within a couple of seconds, or 503 names it."""
     checks = {"database": _check_database}
+    {%- if cookiecutter.use_b2_storage %}
+    checks["storage"] = storage.check
+    {%- endif %}
     failed = []
     for name, check in checks.items():
         try:

@@ -1,8 +1,9 @@
 from fastapi import APIRouter
 
+{% if cookiecutter.use_b2_storage -%}
+from app.api.v1.endpoints import auth, files, user
+{%- else -%}
 from app.api.v1.endpoints import auth, user
-{%- if cookiecutter.use_b2_storage %}
-from app.api.v1.endpoints import files
 {%- endif %}
 
 api_v1_router = APIRouter()
