@@ -112,3 +112,52 @@ async def test_many_more_clients_than_connections_do_not_wedge(
     statuses = {response.status_code for response in responses}
     assert statuses <= {200, 503}
     assert 200 in statuses
+
+
+async def test_unreachable_database_answers_503(
+    committed_client: AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    unreachable_database_url: str,
+) -> None:
+    settings = get_settings().model_copy(update={"database_url": unreachable_database_url})
+    engine = create_engine(settings)
+    monkeypatch.setattr(db_deps, "session_factory", async_sessionmaker(engine))
+    try:
+        response = await committed_client.post(
+            "/api/v1/auth/login", data={"username": "anyone", "password": "whatever-it-is"}
+        )
+    finally:
+        await engine.dispose()
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+{%- if cookiecutter.database == "postgresql" %}
+
+
+async def test_connection_killed_by_the_server_answers_503_then_recovers(
+    small_engine: AsyncEngine, committed_client: AsyncClient
+) -> None:
+    """A database restart kills pooled connections; one request fails cleanly, then it heals."""
+    created = await committed_client.post(
+        "/api/v1/auth/signup",
+        json={
+            "username": "survivor",
+            "email": "survivor@example.com",
+            "first_name": "S",
+            "last_name": "Urvivor",
+            "password": "a sound password",
+        },
+    )
+    headers = auth_headers(User(id=uuid.UUID(created.json()["id"])))
+    async with small_engine.connect() as connection:
+        pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+    admin_engine = create_engine(get_settings())
+    async with admin_engine.connect() as admin:
+        await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    await admin_engine.dispose()
+    statuses = [
+        (await committed_client.get("/api/v1/users/me", headers=headers)).status_code
+        for _ in range(3)
+    ]
+    assert statuses[0] in {200, 503}
+    assert statuses[1:] == [200, 200]
+{%- endif %}

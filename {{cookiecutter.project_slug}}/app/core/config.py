@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = 1800
-    db_pool_pre_ping: bool = True
+    # A ping costs a round trip per request; pool_recycle already retires idle connections.
+    db_pool_pre_ping: bool = False
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     # PgBouncer in transaction mode cannot keep prepared statements between transactions.
     db_pgbouncer: bool = False

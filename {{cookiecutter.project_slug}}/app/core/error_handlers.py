@@ -5,12 +5,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.exceptions import AppError
 from app.core.responses import error_content
+
+# Errors that mean "the database cannot be reached right now", not "the query is wrong".
+UNREACHABLE_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 HTTP_ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -54,7 +57,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    # Pool exhausted, server down or SQLite busy for too long: the client may retry.
+    """Pool exhausted, server down or restarted, SQLite busy for too long: retry later.
+
+    A refused connection reaches here as the builtin ConnectionError, before SQLAlchemy can
+    wrap it. Any other database error is a bug and stays a 500.
+    """
+    if (
+        isinstance(exc, DBAPIError)
+        and not isinstance(exc, UNREACHABLE_DATABASE_ERRORS)
+        and not exc.connection_invalidated
+    ):
+        raise exc
     logger.opt(exception=exc).warning("Database unavailable")
     return JSONResponse(
         error_content("The database is temporarily unavailable", "DATABASE_UNAVAILABLE"),
@@ -67,5 +80,5 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
-    app.add_exception_handler(OperationalError, _database_unavailable)
+    for error_class in (PoolTimeoutError, DBAPIError, ConnectionError):
+        app.add_exception_handler(error_class, _database_unavailable)
