@@ -107,7 +107,7 @@ async def database() -> AsyncIterator[str]:
     except (OSError, asyncpg.PostgresError) as exc:
         reason = f"PostgreSQL is not reachable at {make_url(ADMIN_URL)!r}: {exc}"
         if REQUIRE_POSTGRES:
-            pytest.fail(f"{reason} (REQUIRE_POSTGRES=1)")
+            pytest.exit(f"{reason} (REQUIRE_POSTGRES=1)", returncode=1)
         pytest.skip(reason)
     url = os.environ["DATABASE_URL"]
     # Alembic runs its own event loop, so it gets a thread of its own.

@@ -160,4 +160,23 @@ async def test_connection_killed_by_the_server_answers_503_then_recovers(
     ]
     assert statuses[0] in {200, 503}
     assert statuses[1:] == [200, 200]
+
+
+@pytest.mark.parametrize(
+    ("pgbouncer", "leaves_prepared_statements"), [(False, True), (True, False)]
+)
+async def test_pgbouncer_mode_leaves_no_prepared_statements(
+    pgbouncer: bool, leaves_prepared_statements: bool
+) -> None:
+    """Behind PgBouncer in transaction mode, a named statement would outlive its connection."""
+    engine = create_engine(get_settings().model_copy(update={"db_pgbouncer": pgbouncer}))
+    try:
+        async with engine.connect() as connection:
+            for value in range(3):
+                query = text("SELECT CAST(:value AS integer) + 1")
+                assert await connection.scalar(query, {"value": value}) == value + 1
+            prepared = await connection.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+    finally:
+        await engine.dispose()
+    assert bool(prepared) is leaves_prepared_statements
 {%- endif %}
