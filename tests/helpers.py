@@ -21,7 +21,9 @@ PYTHON = str(BIN / "python")
 
 COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
 CHOICES: dict[str, list[str]] = {
-    key: value for key, value in COOKIECUTTER_JSON.items() if isinstance(value, list)
+    key: value
+    for key, value in COOKIECUTTER_JSON.items()
+    if isinstance(value, list) and not key.startswith("_")
 }
 BOOLEANS: list[str] = [key for key, value in COOKIECUTTER_JSON.items() if isinstance(value, bool)]
 

@@ -21,7 +21,7 @@ class Environment(enum.StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    project_name: str = {{ cookiecutter.project_name | tojson }}
+    project_name: str = "{{ cookiecutter.project_name }}"
     current_environment: Environment = Environment.LOCAL
 
     {%- if cookiecutter.database == "postgresql" %}
