@@ -5,8 +5,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from loguru import logger
 
-from app.api.routes import api_router
+from app.api.routes import include_routes
 from app.core.config import Settings, get_settings
 from app.core.db import engine
 from app.core.error_handlers import register_exception_handlers
@@ -45,8 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Added last, so it is outermost: every response, CORS preflights and 500s included,
     # carries the request id and the security headers.
-    app.add_middleware(RequestContextMiddleware, hsts=not settings.is_local)
-    app.include_router(api_router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        hsts=not settings.is_local,
+        log_requests=logger.level(settings.log_level).no <= logger.level("INFO").no,
+    )
+    include_routes(app)
     return app
 
 

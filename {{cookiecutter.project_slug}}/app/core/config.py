@@ -2,7 +2,7 @@
 
 import enum
 from functools import lru_cache
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     docs_enabled: bool | None = None
 
-    log_level: str = "INFO"
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool | None = None
     {%- if cookiecutter.use_b2_storage %}
 

@@ -1,50 +1,52 @@
 """Pure ASGI middleware: request id, one log line per request, security headers, and the
 last-resort 500 (Starlette answers unhandled errors outside user middleware, which would lose
-the request id and headers)."""
+the request id and headers).
+
+It wraps every request, so it stays cheap: raw header tuples, no Request objects, and no log
+record built when the request log is switched off.
+"""
 
 import re
+import secrets
 import time
-import uuid
 
 from loguru import logger
-from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.responses import error_content
 
-REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-}
-_HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope) -> bytes:
+    """The client's X-Request-ID when it is sane, else a fresh one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if _SANE_REQUEST_ID.fullmatch(candidate):
-                return candidate
+            if _SANE_REQUEST_ID.fullmatch(value):
+                return bytes(value)
             break
-    return uuid.uuid4().hex
+    return secrets.token_hex(16).encode()
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool, log_requests: bool) -> None:
         self.app = app
-        self.headers = dict(_SECURITY_HEADERS)
-        if hsts:
-            self.headers[_HSTS[0]] = _HSTS[1]
+        self.headers = [*_SECURITY_HEADERS, _HSTS] if hsts else list(_SECURITY_HEADERS)
+        self.log_requests = log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
+        response_headers = [(b"x-request-id", request_id), *self.headers]
         status_code = 500
         response_started = False
         started = time.perf_counter()
@@ -54,13 +56,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 response_started = True
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
-                for name, value in self.headers.items():
-                    headers.setdefault(name, value)
+                message["headers"] = [*message.get("headers", ()), *response_headers]
             await send(message)
 
-        with logger.contextualize(request_id=request_id):
+        with logger.contextualize(request_id=request_id.decode("ascii")):
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception:
@@ -72,10 +71,11 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_headers)
             finally:
-                fields = {
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-                logger.bind(**fields).info("{method} {path} {status} {duration_ms}ms", **fields)
+                if self.log_requests:
+                    fields = {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status_code,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    }
+                    logger.bind(**fields).info("{method} {path} {status} {duration_ms}ms", **fields)

@@ -6,9 +6,13 @@ from app.api.v1.endpoints import auth, files, user
 from app.api.v1.endpoints import auth, user
 {%- endif %}
 
-api_v1_router = APIRouter()
-api_v1_router.include_router(auth.router)
-api_v1_router.include_router(user.router)
-{%- if cookiecutter.use_b2_storage %}
-api_v1_router.include_router(files.router)
-{%- endif %}
+API_V1_PREFIX = "/api/v1"
+
+# The routers of version 1, mounted under API_V1_PREFIX.
+v1_routers: list[APIRouter] = [
+    auth.router,
+    user.router,
+    {%- if cookiecutter.use_b2_storage %}
+    files.router,
+    {%- endif %}
+]
