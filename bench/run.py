@@ -1,0 +1,982 @@
+"""`make bench`: render, serve and load the template's services next to a bare FastAPI ceiling.
+
+Renders the default (SQLite) and the PostgreSQL variant into build/bench/, migrates each (a
+throwaway PostgreSQL database, dropped at the end), creates a superuser, serves each with
+uvicorn (one worker, no access log, CURRENT_ENVIRONMENT=prod, random SECRET_KEY, bcrypt cost 12)
+and drives load with wrk over 127.0.0.1: /health, /users/me at 64 and 256 connections, a login
+storm, /health during the storm, RSS idle and during the storm, then a mixed-traffic soak.
+Prints one table and the issue's targets, and writes the same figures as JSON.
+
+Environment (all optional):
+  BENCH_SECONDS=10       each measured wrk run
+  BENCH_WARMUP=3         the warm-up before each measured run
+  SOAK_SECONDS=60        the mixed-traffic soak
+  BENCH_VARIANTS=sqlite,postgresql
+  BENCH_OUT=build/bench.json
+  BENCH_WRK_THREADS=2
+  BENCH_PG_ADMIN_DSN=postgresql://postgres@127.0.0.1:5432/postgres  (or TEMPLATE_PG_ADMIN_DSN)
+  BENCH_PROFILE=postgresql   variants to profile with py-spy during an extra /users/me run
+  BENCH_STRICT=1         exit 1 when a target fails
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "bench"
+BUILD = ROOT / "build" / "bench"
+PYTHON = Path(sys.executable)  # the shared venv's interpreter (make bench runs .venv/bin/python)
+HOST = "127.0.0.1"  # the only address that is ever served or loaded
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
+SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
+VARIANTS = [v for v in os.environ.get("BENCH_VARIANTS", "sqlite,postgresql").split(",") if v]
+OUT = Path(os.environ.get("BENCH_OUT", str(ROOT / "build" / "bench.json")))
+WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
+PG_ADMIN_DSN = os.environ.get(
+    "BENCH_PG_ADMIN_DSN",
+    os.environ.get("TEMPLATE_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+)
+PROFILE = [v for v in os.environ.get("BENCH_PROFILE", "").split(",") if v]
+STRICT = os.environ.get("BENCH_STRICT", "") not in ("", "0")
+
+STORM_CONNECTIONS = 16
+BCRYPT_COST = 12
+ADMIN_USER = "benchadmin"
+ADMIN_PASSWORD = secrets.token_urlsafe(18)
+SERVER_START_TIMEOUT = 60
+STORM_RSS_INTERVAL = 0.2
+SOAK_RSS_INTERVAL = float(os.environ.get("SOAK_RSS_INTERVAL", "5"))
+
+# wrk's done() hook prints the figures as one JSON line (latencies in microseconds).
+REPORT_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,' ..
+    '"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+LOGIN_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "{body}"
+"""
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def run(cmd: list[str | Path], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
+    proc = subprocess.run(  # noqa: S603 - fixed argument lists, no shell
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def loopback_only(url: str) -> None:
+    if urllib.parse.urlsplit(url).hostname != HOST:
+        raise ValueError(f"refusing to load {url}: the bench targets {HOST} only")
+
+
+def http(
+    url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None, timeout=60.0
+) -> tuple[int, bytes]:
+    loopback_only(url)
+    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of a process, in MB."""
+    found = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = round(int(value.split()[0]) / 1024, 1)
+    return found
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `interval` seconds in a thread while in a with block."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        started = time.monotonic()
+        while True:
+            with contextlib.suppress(OSError, KeyError):
+                self.samples.append((time.monotonic() - started, proc_status(self.pid)["VmRSS"]))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def peak(self) -> float | None:
+        return max((rss for _, rss in self.samples), default=None)
+
+
+# --- wrk --------------------------------------------------------------------------------------
+
+
+def lua_script(name: str, prefix: str = "") -> Path:
+    path = BUILD / "lua" / f"{name}.lua"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prefix + REPORT_LUA, encoding="utf-8")
+    return path
+
+
+def wrk_command(
+    url: str, conns: int, seconds: int, script: Path, headers: list[str], timeout: str
+) -> list[str]:
+    loopback_only(url)
+    cmd = ["wrk", f"-t{max(1, min(WRK_THREADS, conns))}", f"-c{conns}", f"-d{seconds}s"]
+    cmd += ["--latency", "--timeout", timeout, "-s", str(script)]
+    for header in headers:
+        cmd += ["-H", header]
+    return [*cmd, url]
+
+
+def wrk_result(stdout: str, label: str) -> dict[str, float | int]:
+    (BUILD / "wrk").mkdir(parents=True, exist_ok=True)
+    (BUILD / "wrk" / f"{label}.txt").write_text(stdout, encoding="utf-8")
+    match = re.search(r"^BENCH_JSON (\{.*\})$", stdout, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"wrk printed no figures for {label}:\n{stdout}")
+    raw = json.loads(match.group(1))
+    seconds = raw["duration_us"] / 1e6
+    errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "requests": raw["requests"],
+        "seconds": round(seconds, 2),
+        "rps": round(raw["requests"] / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(raw["p50_us"] / 1000, 1),
+        "p90_ms": round(raw["p90_us"] / 1000, 1),
+        "p99_ms": round(raw["p99_us"] / 1000, 1),
+        "max_ms": round(raw["max_us"] / 1000, 1),
+        "errors": errors,
+        "errors_detail": {k: raw[k] for k in ("connect", "read", "write", "status", "timeout")},
+    }
+
+
+@dataclass
+class Load:
+    url: str
+    conns: int
+    script: Path
+    headers: tuple[str, ...] = ()
+    timeout: str = "10s"
+
+    def start(self, seconds: int) -> subprocess.Popen[str]:
+        cmd = wrk_command(
+            self.url, self.conns, seconds, self.script, list(self.headers), self.timeout
+        )
+        return subprocess.Popen(  # noqa: S603
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def run(self, seconds: int, label: str) -> dict[str, float | int]:
+        proc = self.start(seconds)
+        return finish(proc, seconds, label)
+
+    def measure(self, label: str, seconds: int = SECONDS) -> dict[str, float | int]:
+        """A warm-up (discarded), then the measured run."""
+        if WARMUP > 0:
+            self.run(WARMUP, f"{label}.warmup")
+        result = self.run(seconds, label)
+        log(
+            f"{label}: {result['rps']} req/s, p50 {result['p50_ms']} ms, "
+            f"p99 {result['p99_ms']} ms, errors {result['errors']}"
+        )
+        return result
+
+
+def finish(proc: subprocess.Popen[str], seconds: int, label: str) -> dict[str, float | int]:
+    try:
+        stdout, _ = proc.communicate(timeout=seconds + 90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    return wrk_result(stdout, label)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    pid: int
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def base_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+@contextlib.contextmanager
+def serve(name: str, app: str, cwd: Path, env: dict[str, str]) -> Iterator[Server]:
+    port = free_port()
+    cmd = [str(PYTHON), "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
+    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+    log_path = BUILD / f"{name}.server.log"
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(  # noqa: S603
+            cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + SERVER_START_TIMEOUT
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited at start:\n{log_path.read_text()[-3000:]}")
+                with contextlib.suppress(OSError):
+                    if http(f"http://{HOST}:{port}/health", timeout=1)[0] == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer /health in {SERVER_START_TIMEOUT}s")
+                time.sleep(0.2)
+            log(f"{name} serving on {HOST}:{port} (pid {proc.pid})")
+            yield Server(name, port, proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def pg_admin(*statements: str, fetch: tuple[str, tuple] | None = None):
+    import asyncio
+
+    import asyncpg
+
+    async def go():
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+            if fetch:
+                return await conn.fetchval(fetch[0], *fetch[1])
+            return None
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def service_url(database: str) -> str:
+    from sqlalchemy import make_url
+
+    url = make_url(PG_ADMIN_DSN).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+
+def bcrypt_rate(trials: int = 3, seconds: float = 1.5) -> dict[str, float]:
+    """hashes/s of bcrypt.checkpw at the default cost in one thread: what one core allows.
+
+    The best of a few trials, so that other work on the machine lowers the reference less.
+    """
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"bench-password", bcrypt.gensalt(BCRYPT_COST))
+    bcrypt.checkpw(b"bench-password", hashed)
+    rates = []
+    for _ in range(trials):
+        count, started = 0, time.perf_counter()
+        while count < 3 or time.perf_counter() - started < seconds:
+            bcrypt.checkpw(b"bench-password", hashed)
+            count += 1
+        rates.append(count / (time.perf_counter() - started))
+    best = max(rates)
+    return {
+        "cost": BCRYPT_COST,
+        "trials_per_second": [round(r, 2) for r in rates],
+        "per_second": round(best, 2),
+        "ms_each": round(1000 / best, 1),
+    }
+
+
+def login(server: Server, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> dict:
+    body = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    status, payload = http(
+        f"{server.base}/api/v1/auth/login",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    if status != 200:
+        raise RuntimeError(f"login on {server.name} answered {status}: {payload[:300]!r}")
+    return json.loads(payload)
+
+
+def bench_ceiling() -> dict:
+    env = base_env() | {"LOG_LEVEL": "WARNING"}
+    health = lua_script("get")
+    with serve("ceiling", "ceiling_app:app", BENCH_DIR, env) as server:
+        url = f"{server.base}/health"
+        return {
+            "health_64": Load(url, 64, health).measure("ceiling.health_64"),
+            "health_256": Load(url, 256, health).measure("ceiling.health_256"),
+            "rss_mb": proc_status(server.pid),
+        }
+
+
+def render(variant: str) -> Path:
+    slug = f"bench-{variant}"
+    project = BUILD / slug
+    shutil.rmtree(project, ignore_errors=True)
+    cookiecutter = PYTHON.parent / "cookiecutter"
+    cmd = [cookiecutter, "--no-input", "--output-dir", BUILD, ROOT]
+    cmd += [f"project_slug={slug}", f"database={variant}"]
+    run(cmd, cwd=ROOT, env=base_env(), timeout=120)
+    return project
+
+
+def dotenv(project: Path) -> dict[str, str]:
+    values = {}
+    for line in (project / ".env").read_text(encoding="utf-8").splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def bench_variant(variant: str) -> dict:
+    project = render(variant)
+    log(f"rendered {variant} into {project.relative_to(ROOT)}")
+    env = base_env() | {
+        "CURRENT_ENVIRONMENT": "prod",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "LOG_LEVEL": "WARNING",
+        "BCRYPT_ROUNDS": str(BCRYPT_COST),
+    }
+    database = None
+    result: dict = {}
+    try:
+        if variant == "postgresql":
+            database = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+            pg_admin(f'CREATE DATABASE "{database}"')
+            env["DATABASE_URL"] = service_url(database)
+            log(f"created database {database}")
+        run([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=project, env=env, timeout=120)
+        cli = [PYTHON, "-m", "app.cli", "create-superuser", "--email", "bench@example.com"]
+        cli += ["--username", ADMIN_USER, "--password", ADMIN_PASSWORD]
+        run(cli, cwd=project, env=env, timeout=120)
+        with serve(variant, "app.main:app", project, env) as server:
+            result = load_service(server, variant)
+            if variant == "postgresql":
+                time.sleep(2)
+                config = dotenv(project)
+                result["pg_connections_after_soak"] = {
+                    "count": pg_admin(
+                        fetch=(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                            (database,),
+                        )
+                    ),
+                    "pool_size": int(config.get("DB_POOL_SIZE", "10")),
+                    "max_overflow": int(config.get("DB_MAX_OVERFLOW", "5")),
+                }
+                log(f"server connections after the soak: {result['pg_connections_after_soak']}")
+            if variant in PROFILE:
+                result["profile"] = profile_me(server, variant)
+    finally:
+        if database:
+            with contextlib.suppress(Exception):
+                pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                log(f"dropped database {database}")
+    return result
+
+
+def load_service(server: Server, variant: str) -> dict:
+    get, login_script = lua_script("get"), storm_script()
+    health = Load(f"{server.base}/health", 64, get)
+    storm = Load(f"{server.base}/api/v1/auth/login", STORM_CONNECTIONS, login_script, (), "60s")
+    token = login(server)["access_token"]
+    rss_idle = proc_status(server.pid)
+    log(f"{variant}: idle RSS {rss_idle}")
+    out: dict = {"rss_idle_mb": rss_idle}
+    out["health_64"] = health.measure(f"{variant}.health_64")
+    bearer = (f"Authorization: Bearer {token}",)
+    me_url = f"{server.base}/api/v1/users/me"
+    out["me_64"] = Load(me_url, 64, get, bearer).measure(f"{variant}.me_64")
+    out["me_256"] = Load(me_url, 256, get, bearer).measure(f"{variant}.me_256")
+
+    # (3) the login storm alone; the warm-up uses 2 connections, then the queue is drained.
+    Load(storm.url, 2, login_script, (), "60s").run(max(WARMUP, 2), f"{variant}.login.warmup")
+    login(server)
+    with RssSampler(server.pid, STORM_RSS_INTERVAL) as sampler:
+        out["login_16"] = storm.run(SECONDS, f"{variant}.login_16")
+        login(server)  # returns once every queued hash is done
+    out["login_16"]["rss_peak_mb"] = sampler.peak
+    log(f"{variant}.login_16: {out['login_16']}")
+
+    # (4) /health at 64 connections while the storm runs (two wrk processes at once).
+    lead = 2
+    storm_seconds = lead + WARMUP + SECONDS + lead
+    with RssSampler(server.pid, STORM_RSS_INTERVAL) as sampler2:
+        storm_proc = storm.start(storm_seconds)
+        try:
+            time.sleep(lead)
+            if WARMUP > 0:
+                health.run(WARMUP, f"{variant}.health_during_storm.warmup")
+            out["health_64_during_storm"] = health.run(SECONDS, f"{variant}.health_during_storm")
+        finally:
+            out["login_16_with_health"] = finish(storm_proc, storm_seconds, f"{variant}.storm2")
+        login(server)
+    out["health_64_during_storm"]["p99_vs_alone"] = ratio(
+        out["health_64_during_storm"]["p99_ms"], out["health_64"]["p99_ms"]
+    )
+    log(f"{variant}.health_during_storm: {out['health_64_during_storm']}")
+    out["rss_storm"] = {
+        "peak_sampled_mb": max(filter(None, [sampler.peak, sampler2.peak]), default=None),
+        "after": proc_status(server.pid),
+    }
+    log(f"{variant}: storm RSS {out['rss_storm']}")
+    out["soak"] = soak(server, variant)
+    out["rss_end"] = proc_status(server.pid)
+    return out
+
+
+def storm_script() -> Path:
+    body = urllib.parse.urlencode({"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+    return lua_script("login", LOGIN_LUA.format(body=body))
+
+
+def soak(server: Server, variant: str) -> dict:
+    log(f"{variant}: soak for {SOAK_SECONDS}s")
+    cmd = [str(PYTHON), str(BENCH_DIR / "soak.py"), server.base, str(SOAK_SECONDS)]
+    cmd += [ADMIN_USER, ADMIN_PASSWORD]
+    with RssSampler(server.pid, SOAK_RSS_INTERVAL) as sampler:
+        proc = subprocess.run(  # noqa: S603
+            cmd, capture_output=True, text=True, timeout=SOAK_SECONDS + 120, check=False
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"soak client failed:\n{proc.stdout}\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["rss"] = rss_trend(sampler.samples)
+    log(
+        f"{variant}.soak: {result['requests']} requests, 5xx {result['status_5xx']}, "
+        f"transport errors {result['transport_errors']}, RSS {result['rss']}"
+    )
+    return result
+
+
+def rss_trend(samples: list[tuple[float, float]]) -> dict:
+    if len(samples) < 2:
+        return {"samples": len(samples)}
+    times = [t for t, _ in samples]
+    values = [v for _, v in samples]
+    half = len(values) // 2
+    slope = statistics.linear_regression(times, values).slope * 60
+    return {
+        "samples": len(values),
+        "first_mb": values[0],
+        "last_mb": values[-1],
+        "max_mb": max(values),
+        "slope_mb_per_min": round(slope, 2),
+        # Growth of the peak from the first half to the second: ~0 when RSS has levelled off.
+        "second_half_growth_mb": round(max(values[half:]) - max(values[:half]), 1),
+        "series_mb": values,
+    }
+
+
+def profile_me(server: Server, variant: str) -> dict:
+    py_spy = shutil.which("py-spy", path=str(PYTHON.parent)) or shutil.which("py-spy")
+    if not py_spy:
+        log("py-spy not found (pip install py-spy into .venv); no profile")
+        return {"error": "py-spy not installed"}
+    token = login(server)["access_token"]
+    raw = BUILD / f"profile-{variant}-me.txt"
+    bearer = (f"Authorization: Bearer {token}",)
+    load = Load(f"{server.base}/api/v1/users/me", 64, lua_script("get"), bearer)
+    wrk_proc = load.start(SECONDS + 3)
+    try:
+        time.sleep(1.5)
+        spy = [py_spy, "record", "--pid", str(server.pid), "--duration", str(SECONDS)]
+        spy += ["--rate", "250", "--format", "raw", "--output", str(raw)]
+        subprocess.run(spy, capture_output=True, text=True, timeout=SECONDS + 60, check=True)  # noqa: S603
+    finally:
+        under_profile = finish(wrk_proc, SECONDS + 3, f"{variant}.me_64.profiled")
+    summary = summarise_profile(raw)
+    summary["load_under_profile"] = under_profile
+    summary["raw"] = str(raw.relative_to(ROOT))
+    log(f"profile of {variant} /users/me written to {raw}")
+    return summary
+
+
+def summarise_profile(raw: Path, top: int = 25) -> dict:
+    """Where the samples of py-spy's collapsed stacks go.
+
+    Stacks rooted in the uvicorn main module are the event loop; SQLAlchemy's async layer runs
+    its sync code in greenlets, which py-spy shows as separate roots (counted as "greenlet");
+    stacks rooted in threading are worker threads. `inclusive_pct` leaves out the trunk frames
+    present in (almost) every event-loop stack, so what remains are the subtrees worth reading.
+    """
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    roots: Counter[str] = Counter()
+    total = idle_threads = 0
+    for line in raw.read_text(encoding="utf-8").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame_name(f) for f in stack.split(";") if f]
+        if not frames:
+            continue
+        if frames[0].startswith("Thread._bootstrap") and frames[-1].startswith(
+            ("Condition.wait", "Queue.get")
+        ):
+            idle_threads += count  # idle thread-pool workers that py-spy reports as active
+            continue
+        total += count
+        root = frames[0]
+        if "runpy" in root:
+            roots["event loop (main thread)"] += count
+        elif root.startswith("Thread._bootstrap"):
+            roots["worker threads"] += count
+        else:
+            roots["greenlet (SQLAlchemy sync layer)"] += count
+        own[frames[-1]] += count
+        packages[frame_package(stack.split(";")[-1])] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+
+    def pct(n: int) -> float:
+        return round(100 * n / total, 1) if total else 0.0
+
+    trunk = 0.6 * roots["event loop (main thread)"]
+    return {
+        "samples": total,
+        "idle_worker_thread_samples_left_out": idle_threads,
+        "roots_pct": [(name, pct(n)) for name, n in roots.most_common()],
+        "self_pct": [(name, pct(n)) for name, n in own.most_common(top)],
+        "inclusive_pct": [(name, pct(n)) for name, n in inclusive.most_common() if n < trunk][:top],
+        "self_by_package_pct": [(name, pct(n)) for name, n in packages.most_common(top)],
+    }
+
+
+def frame_name(frame: str) -> str:
+    # py-spy raw frames: "function (path/file.py:123)"; drop the line number.
+    match = re.match(r"^(.*) \((.*?)(?::\d+)?\)$", frame)
+    return f"{match.group(1)} ({match.group(2)})" if match else frame
+
+
+def frame_package(frame: str) -> str:
+    match = re.match(r"^.* \((.*?)(?::\d+)?\)$", frame)
+    path = match.group(1) if match else frame
+    if path.startswith("<"):
+        return path
+    head = path.split("/", 1)[0]
+    return head if "/" in path else head.removesuffix(".py")
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def ratio(value, reference) -> float | None:
+    if value is None or not reference:
+        return None
+    return round(value / reference, 3)
+
+
+def fmt(value, spec: str = "") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("-|-".join("-" * w for w in widths))
+    for row in rows:
+        cells = [
+            str(c).rjust(w) if i >= 2 else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def scenario_rows(results: dict) -> list[list[str]]:
+    ceiling = results["ceiling"]
+    bcrypt_ps = results["bcrypt"]["per_second"]
+
+    def vs(reference: float, name: str):
+        return lambda r, _own: f"{ratio(r['rps'], reference):.2f} x {name} req/s"
+
+    def p99_vs_alone(r: dict, own: dict) -> str:
+        return f"p99 {ratio(r['p99_ms'], own['health_64']['p99_ms']):.2f} x alone"
+
+    specs = [
+        ("GET /health c64", "health_64", vs(ceiling["health_64"]["rps"], "ceiling")),
+        ("GET /health c256", "health_256", vs(ceiling["health_256"]["rps"], "ceiling")),
+        ("GET /users/me c64", "me_64", vs(ceiling["health_64"]["rps"], "ceiling")),
+        ("GET /users/me c256", "me_256", vs(ceiling["health_256"]["rps"], "ceiling c256")),
+        ("POST /auth/login c16", "login_16", vs(bcrypt_ps, "1-core bcrypt")),
+        ("GET /health c64 during storm", "health_64_during_storm", p99_vs_alone),
+    ]
+    rows = []
+    for label, key, relation in specs:
+        for variant in ["ceiling", *VARIANTS]:
+            own = results.get(variant, {})
+            figures = own.get(key)
+            if not figures:
+                continue
+            rows.append(
+                [
+                    label,
+                    variant,
+                    fmt(figures["rps"], ".1f"),
+                    fmt(figures["p50_ms"], ".1f"),
+                    fmt(figures["p99_ms"], ".1f"),
+                    str(figures["errors"]),
+                    "" if variant == "ceiling" else relation(figures, own),
+                ]
+            )
+    return rows
+
+
+def targets(results: dict) -> list[dict]:
+    ceiling = results["ceiling"]["health_64"]["rps"]
+    bcrypt_ps = results["bcrypt"]["per_second"]
+    found = []
+
+    def add(variant: str, name: str, value, limit: str, ok: bool | None) -> None:
+        verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
+        found.append(
+            {"variant": variant, "target": name, "value": value, "limit": limit, "verdict": verdict}
+        )
+
+    for variant in VARIANTS:
+        r = results.get(variant)
+        if not r:
+            continue
+        me64, me256 = r["me_64"], r["me_256"]
+        add(
+            variant,
+            "/users/me c64 req/s vs ceiling",
+            ratio(me64["rps"], ceiling),
+            ">= 0.20",
+            me64["rps"] >= 0.2 * ceiling,
+        )
+        add(variant, "/users/me c64 p99 ms", me64["p99_ms"], "<= 100", me64["p99_ms"] <= 100)
+        add(variant, "/users/me c256 errors", me256["errors"], "== 0", me256["errors"] == 0)
+        add(
+            variant,
+            "/users/me c256 vs c64 req/s",
+            ratio(me256["rps"], me64["rps"]),
+            ">= 0.80",
+            me256["rps"] >= 0.8 * me64["rps"],
+        )
+        add(
+            variant,
+            "/health c64 req/s vs ceiling",
+            ratio(r["health_64"]["rps"], ceiling),
+            ">= 0.70",
+            r["health_64"]["rps"] >= 0.7 * ceiling,
+        )
+        storm_errors = r["login_16"]["errors"] + r["login_16_with_health"]["errors"]
+        add(variant, "login storm errors", storm_errors, "== 0", storm_errors == 0)
+        p99x = r["health_64_during_storm"]["p99_vs_alone"]
+        add(
+            variant,
+            "/health p99 during storm vs alone",
+            p99x,
+            "<= 3.0",
+            p99x is not None and p99x <= 3.0,
+        )
+        login_share = ratio(r["login_16"]["rps"], bcrypt_ps)
+        add(
+            variant,
+            "login req/s vs 1-core bcrypt rate",
+            login_share,
+            ">= 0.80",
+            login_share is not None and login_share >= 0.8,
+        )
+        peak = r["rss_storm"]["peak_sampled_mb"]
+        add(
+            variant,
+            "RSS during storm MB (peak sampled)",
+            peak,
+            "<= 150",
+            peak is not None and peak <= 150,
+        )
+        idle = r["rss_idle_mb"]["VmRSS"]
+        add(variant, "RSS idle MB", idle, "<= 100", idle <= 100)
+        soak_r = r["soak"]
+        bad = soak_r["status_5xx"] + soak_r["transport_errors"]
+        add(variant, "soak 5xx + transport errors", bad, "== 0", bad == 0)
+        growth = soak_r["rss"].get("second_half_growth_mb")
+        add(
+            variant,
+            "soak RSS growth 2nd half MB",
+            growth,
+            "<= 5",
+            growth is not None and growth <= 5,
+        )
+        conns = r.get("pg_connections_after_soak")
+        if conns:
+            add(
+                variant,
+                "server connections after soak",
+                conns["count"],
+                f"<= pool {conns['pool_size']}",
+                conns["count"] <= conns["pool_size"],
+            )
+    return found
+
+
+def report(results: dict) -> str:
+    out = [
+        f"make bench, {results['date']} on {results['machine']['cpu']} "
+        f"({results['machine']['nproc']} cores), "
+        f"template {results['machine']['template_revision']}; "
+        f"{SECONDS}s runs after {WARMUP}s warm-up, "
+        f"soak {SOAK_SECONDS}s",
+        f"load average at start {results['machine']['load_average_at_start'][0]:.2f}; "
+        f"bcrypt cost {BCRYPT_COST}, one thread: {results['bcrypt']['per_second']} checks/s "
+        f"({results['bcrypt']['ms_each']} ms each)",
+        "",
+        table(
+            scenario_rows(results),
+            ["scenario", "variant", "req/s", "p50 ms", "p99 ms", "errors", "ratio"],
+        ),
+        "",
+    ]
+    rows = []
+    for variant in VARIANTS:
+        r = results.get(variant)
+        if not r:
+            continue
+        s = r["soak"]
+        trend = s["rss"]
+        conns = r.get("pg_connections_after_soak")
+        rows.append(
+            [
+                variant,
+                fmt(r["rss_idle_mb"]["VmRSS"]),
+                fmt(r["rss_storm"]["peak_sampled_mb"]),
+                fmt(r["rss_storm"]["after"]["VmHWM"]),
+                f"{trend.get('first_mb')}/{trend.get('last_mb')}/{trend.get('max_mb')}",
+                fmt(trend.get("slope_mb_per_min")),
+                f"{s['requests']}",
+                f"{s['status_5xx']}",
+                f"{s['transport_errors']}",
+                f"{conns['count']}/{conns['pool_size']}" if conns else "-",
+            ]
+        )
+    out.append(
+        table(
+            rows,
+            [
+                "variant",
+                "RSS idle",
+                "RSS storm peak",
+                "HWM after storm",
+                "soak RSS first/last/max",
+                "MB/min",
+                "soak req",
+                "5xx",
+                "transport err",
+                "pg conns/pool",
+            ],
+        )
+    )
+    out.append("")
+    target_rows = [
+        [t["target"], t["variant"], fmt(t["value"]), t["limit"], t["verdict"]]
+        for t in results["targets"]
+    ]
+    out.append(table(target_rows, ["target (issue 5)", "variant", "value", "limit", "verdict"]))
+    return "\n".join(out)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    wrk = shutil.which("wrk") or "wrk"
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)  # noqa: S603
+    versions = {}
+    for package in (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "asyncpg",
+        "aiosqlite",
+        "pydantic",
+        "bcrypt",
+        "uvloop",
+        "httptools",
+    ):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+    git = shutil.which("git") or "git"
+    revision = subprocess.run(  # noqa: S603
+        [git, "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(  # noqa: S603
+        [git, "-C", str(ROOT), "status", "--porcelain", "--", "{{cookiecutter.project_slug}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "load_average_at_start": os.getloadavg(),
+        "template_revision": revision + (" (service template modified)" if dirty else ""),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0].strip()
+        if (wrk_version.stdout or wrk_version.stderr)
+        else "?",
+        "packages": versions,
+    }
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install -y wrk (make bench does this)", file=sys.stderr)
+        return 2
+    BUILD.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "config": {
+            "seconds": SECONDS,
+            "warmup": WARMUP,
+            "soak_seconds": SOAK_SECONDS,
+            "wrk_threads": WRK_THREADS,
+            "storm_connections": STORM_CONNECTIONS,
+            "variants": VARIANTS,
+        },
+    }
+    load = results["machine"]["load_average_at_start"][0]
+    if load > 0.5:
+        log(f"warning: load average {load:.2f} before the bench; other work skews the figures")
+    log("measuring one core's bcrypt rate")
+    results["bcrypt"] = bcrypt_rate()
+    log(f"bcrypt: {results['bcrypt']}")
+    results["ceiling"] = bench_ceiling()
+    for variant in VARIANTS:
+        results[variant] = bench_variant(variant)
+    results["targets"] = targets(results)
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(report(results))
+    for variant in PROFILE:
+        profile = results.get(variant, {}).get("profile")
+        if profile and "self_pct" in profile:
+            print(
+                f"\npy-spy, {variant} GET /users/me c64, {profile['samples']} samples "
+                f"({profile['raw']}):"
+            )
+            print("  " + ", ".join(f"{name} {pct}%" for name, pct in profile["roots_pct"]))
+            print(
+                "  self time by package: "
+                + ", ".join(f"{name} {pct}%" for name, pct in profile["self_by_package_pct"][:8])
+            )
+            print("  inclusive (below the trunk):")
+            for name, pct in profile["inclusive_pct"][:15]:
+                print(f"    {pct:5.1f}%  {name}")
+    print(f"\nfigures written to {OUT} (wall time {results['wall_seconds']} s)")
+    failed = [t for t in results["targets"] if t["verdict"] == "FAIL"]
+    return 1 if STRICT and failed else 0
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.exit(main())
