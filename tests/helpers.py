@@ -1,14 +1,18 @@
 """Shared facts and helpers for the template's tests."""
 
 import ast
+import asyncio
 import itertools
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
@@ -28,6 +32,17 @@ CHOICES: dict[str, list[str]] = {
 BOOLEANS: list[str] = [key for key, value in COOKIECUTTER_JSON.items() if isinstance(value, bool)]
 
 OUTPUT_TAIL = 20_000  # characters of a failing tool's output shown in the assertion
+
+# The functional variants: database x use_b2_storage, the other answers at their defaults.
+FUNCTIONAL_VARIANTS: list[dict[str, object]] = [
+    {"database": database, "use_b2_storage": b2}
+    for database in ("sqlite", "postgresql")
+    for b2 in (False, True)
+]
+# Admin connection for the throwaway databases (trust auth on the local server).
+PG_ADMIN_DSN = os.environ.get(
+    "TEMPLATE_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _optional_files() -> dict[str, tuple[str, ...]]:
@@ -224,3 +239,29 @@ def run_hook(
         timeout=60,
         check=False,
     )
+
+
+async def _pg_admin(statement: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def throwaway_database(database: str, directory: Path, prefix: str) -> Iterator[str]:
+    """A fresh, empty database for a rendered project (its DATABASE_URL); dropped afterwards.
+
+    SQLite: a file in `directory`. PostgreSQL: a database named `prefix` plus a random suffix
+    on the local server.
+    """
+    if database == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / f'{prefix}.db'}"
+        return
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -5,48 +5,30 @@ tools come from the shared virtualenv (the one running this suite); the rendered
 not installed into it: every tool runs with the project directory as its working directory.
 """
 
-import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
-from helpers import BIN, PYTHON, check, tool_env, variant_id
-
-VARIANTS = [
-    {"database": database, "use_b2_storage": b2}
-    for database in ("sqlite", "postgresql")
-    for b2 in (False, True)
-]
-# Admin connection for the throwaway migration databases (trust auth on the local server).
-PG_ADMIN_DSN = os.environ.get(
-    "TEMPLATE_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+from helpers import (
+    BIN,
+    FUNCTIONAL_VARIANTS,
+    PYTHON,
+    check,
+    throwaway_database,
+    tool_env,
+    variant_id,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)]
-
-
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("variant", FUNCTIONAL_VARIANTS, ids=variant_id),
+]
 
 
 @pytest.fixture
 def database_url(variant, tmp_path) -> Iterator[str]:
     """A fresh, empty database for the variant; dropped afterwards."""
-    if variant["database"] == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-        return
-    name = f"tpl_migrations_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(str(variant["database"]), tmp_path, "tpl_migrations") as url:
+        yield url
 
 
 def test_rendered_pytest(render_once, variant):
