@@ -9,10 +9,9 @@ token (examples, fuzzing and stateful phases; a fixed seed, so a run is repeatab
 and writes every request, response and check result as NDJSON.
 
 One run per variant serves all the tests of that variant: the first test to need it runs it,
-the others (in any xdist worker) read its summary. Each check is a test of its own. A failure
-that is an instance of a known finding (tests/fuzz_findings.py) is left to that finding's own
-xfail(strict=True) test, which replays a fixed reproducer against the same service; any other
-failure fails its check.
+the others (in any xdist worker) read its summary. Each check is a test of its own, and any
+failure fails it. What the fuzzer found so far is fixed, with a regression test in the
+rendered project's own suite (tests/test_app.py, tests/test_users.py).
 
 The coverage phase is off: it adds some 400-500 fixed boundary cases per variant, over the
 budget of a few hundred requests; the rendered projects' own tests cover those boundaries.
@@ -37,7 +36,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fuzz_findings import FINDINGS, Probe, applicable, attribute
 from helpers import (
     BIN,
     FUNCTIONAL_VARIANTS,
@@ -78,15 +76,6 @@ def _cases():
     for name in ("operations_exercised", *CHECKS):
         for variant in FUNCTIONAL_VARIANTS:
             yield pytest.param(name, variant, id=f"{name}-{variant_id(variant)}")
-
-
-def _finding_cases():
-    for finding in FINDINGS:
-        for variant in FUNCTIONAL_VARIANTS:
-            if finding.applies(variant):
-                mark = pytest.mark.xfail(strict=True, reason=f"{finding.key}: {finding.summary}")
-                ident = f"{finding.key}-{variant_id(variant)}"
-                yield pytest.param(finding.key, variant, marks=mark, id=ident)
 
 
 pytestmark = pytest.mark.slow
@@ -295,23 +284,6 @@ def _describe_request(request: dict[str, Any]) -> str:
     return f"{request['method']} {request['uri']} headers={headers} body: {body}"
 
 
-def _reproduce_findings(
-    base_url: str, token: str, variant: dict[str, object], schema: dict[str, Any]
-) -> dict[str, list[str]]:
-    """Each applicable known finding's reproducer, as the superuser."""
-    documented = {
-        f"{method.upper()} {path}": {
-            int(code) for code in spec.get("responses", {}) if str(code).isdigit()
-        }
-        for path, methods in schema["paths"].items()
-        for method, spec in methods.items()
-    }
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base_url, headers=headers, timeout=20) as client:
-        probe = Probe(client, variant, documented)
-        return {finding.key: finding.reproduce(probe) for finding in applicable(variant)}
-
-
 def _run_variant(render_once, variant: dict[str, object], work: Path) -> dict[str, Any]:
     root = render_once(**variant)
     b2 = bool(variant["use_b2_storage"])
@@ -337,9 +309,7 @@ def _run_variant(render_once, variant: dict[str, object], work: Path) -> dict[st
             token, admin_id = _login(base_url)
             schema = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
             report = _schemathesis(base_url, token, admin_id, work)
-            findings = _reproduce_findings(base_url, token, variant, schema)
         summary = _summarize(report, schema, _service_errors(log))
-        summary["findings"] = findings
         summary["seconds"] = round(time.monotonic() - started, 1)
         summary["work"] = str(work)
         return summary
@@ -409,11 +379,7 @@ def test_fuzz(fuzz_run, name, variant):
             + f"\nall operations:\n{_operations_table(summary)}"
         )
         return
-    new = [
-        failure
-        for failure in summary["failures"][name]
-        if attribute(failure, failure["error"], variant) is None
-    ]
+    new = summary["failures"][name]
     if new:
         shown = "\n\n".join(
             f"{f['operation']} ({f['phase']}): {f['title']}\n{f['message']}\n"
@@ -426,10 +392,3 @@ def test_fuzz(fuzz_run, name, variant):
             f"(seed {SEED}; report, service log: {summary['work']}):\n\n{shown}",
             pytrace=False,
         )
-
-
-@pytest.mark.parametrize(("key", "variant"), list(_finding_cases()))
-def test_known_finding(fuzz_run, key, variant):
-    """The finding's fixed reproducer, sent to the served variant after its fuzz run."""
-    problems = fuzz_run(variant)["findings"][key]
-    assert not problems, f"{key} still reproduces:\n" + "\n".join(problems)

@@ -10,6 +10,7 @@ import os
 import uuid
 {%- endif %}
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy import delete
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.engine import make_url
 {%- endif %}
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 {%- if cookiecutter.database == "postgresql" %}
@@ -58,6 +59,7 @@ from app.api.v1.deps import db as db_deps  # noqa: E402 - needs the environment 
 {%- if cookiecutter.use_b2_storage %}
 from app.api.v1.deps.storage import get_storage  # noqa: E402
 {%- endif %}
+from app.core import db as core_db  # noqa: E402
 from app.core.auth import TokenType, create_token  # noqa: E402
 from app.core.db import engine  # noqa: E402
 from app.main import app  # noqa: E402
@@ -142,14 +144,21 @@ async def session(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncSession
     """A session inside a transaction that is rolled back after the test.
 
     The app's own session dependency runs unchanged on sessions bound to the same connection:
-    its commits only release a savepoint, so nothing outlives the test.
+    its commits only release a savepoint, so nothing outlives the test. Reads outside the
+    session (the current user) use that connection too, so they see the test's data.
     """
     async with engine.connect() as connection:
         transaction = await connection.begin()
         factory = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
+
+        @asynccontextmanager
+        async def read_connection() -> AsyncIterator[AsyncConnection]:
+            yield connection
+
         monkeypatch.setattr(db_deps, "session_factory", factory)
+        monkeypatch.setattr(core_db, "read_connection", read_connection)
         async with factory() as test_session:
             yield test_session
         await transaction.rollback()

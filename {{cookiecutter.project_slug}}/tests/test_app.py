@@ -46,6 +46,16 @@ async def test_malformed_json_is_422_with_error_body(client: AsyncClient) -> Non
     assert_error_body(response.json(), "VALIDATION_ERROR")
 
 
+async def test_json_body_that_is_not_utf8_is_422(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/signup",
+        content=b'{"a": "\xff"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert_error_body(response.json(), "VALIDATION_ERROR")
+
+
 async def test_unexpected_error_is_a_clean_500(monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app()
 

@@ -103,6 +103,7 @@ async def test_password_policy_counts_utf8_bytes(
         {"username": "ab"},
         {"first_name": ""},
         {"unexpected": "field"},
+        {"first_name": "A\x00"},  # PostgreSQL text cannot hold NUL
     ],
 )
 async def test_signup_rejects_invalid_fields(client: AsyncClient, changes: dict[str, str]) -> None:
@@ -134,6 +135,13 @@ async def test_bad_credentials_get_the_same_answer(
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert response.json()["detail"] == "Incorrect username or password"
+
+
+async def test_login_name_with_a_nul_character_is_401_not_500(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": "ad\x00min", "password": "whatever it is"}
+    )
+    assert response.status_code == 401
 
 
 async def test_login_with_an_overlong_password_is_401_not_500(

@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.v1.deps import db as db_deps
+from app.core import db as core_db
 from app.core.config import get_settings
-from app.core.db import create_engine
+from app.core.db import create_engine, read_only
 from app.models import User
 from tests.conftest import UserFactory, auth_headers
 
@@ -54,6 +55,7 @@ async def small_engine(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncEn
     engine = create_engine(settings)
     factory = async_sessionmaker(engine, expire_on_commit=False)
     monkeypatch.setattr(db_deps, "session_factory", factory)
+    monkeypatch.setattr(core_db, "read_engine", read_only(engine))
     yield engine
     await engine.dispose()
 

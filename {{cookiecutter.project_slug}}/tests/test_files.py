@@ -382,3 +382,17 @@ async def test_openapi_documents_the_error_responses(client: AsyncClient) -> Non
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"401", "413", "415", "502", "503"} <= set(paths[FILES]["post"]["responses"])
     assert "404" in paths[FILES + "/{file_id}"]["get"]["responses"]
+
+
+async def test_malformed_multipart_is_a_documented_400(
+    client: AsyncClient, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    response = await client.post(
+        FILES,
+        content=b"--fuzz\r\n\xbf--fuzz--\r\n",
+        headers={**auth_headers(user), "Content-Type": "multipart/form-data; boundary=fuzz"},
+    )
+    assert_error(response, 400, "BAD_REQUEST")
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "400" in paths[FILES]["post"]["responses"]

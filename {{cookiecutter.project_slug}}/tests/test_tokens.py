@@ -9,6 +9,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import auth as auth_module
 from app.core.auth import JWT_ALGORITHM, TokenType, create_token
 from app.core.config import get_settings
 from app.models import User
@@ -130,3 +131,17 @@ async def test_deactivation_takes_effect_at_once(
     response = await client.get("/api/v1/users/me", headers=headers)
     assert response.status_code == 403
     assert response.json()["error_code"] == "FORBIDDEN"
+
+
+async def test_expiry_is_checked_on_every_use_of_a_verified_token(
+    client: AsyncClient, make_user: UserFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified tokens are cached; the cache must not outlive a token's expiry."""
+    user = await make_user()
+    headers = auth_headers(user)
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+    later = utc_now() + timedelta(minutes=31)
+    monkeypatch.setattr(auth_module, "utc_now", lambda: later)
+    response = await client.get("/api/v1/users/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Token has expired"

@@ -45,8 +45,8 @@ async def test_update_me_to_a_taken_value_is_409(
 
 @pytest.mark.parametrize(
     "payload",
-    [{"email": None}, {"is_superuser": True}, {"username": "x"}],
-    ids=["null", "privileged-field", "invalid"],
+    [{"email": None}, {"is_superuser": True}, {"username": "x"}, {"last_name": "B\x00"}],
+    ids=["null", "privileged-field", "invalid", "nul-character"],
 )
 async def test_update_me_rejects_bad_fields(
     client: AsyncClient, make_user: UserFactory, payload: dict[str, object]
@@ -115,7 +115,8 @@ async def test_admin_lists_users_by_page(client: AsyncClient, make_user: UserFac
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "many"}]
+    "params",
+    [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"offset": 2**63}, {"limit": "many"}],
 )
 async def test_admin_list_validates_paging(
     client: AsyncClient, make_user: UserFactory, params: dict[str, object]

@@ -3,8 +3,8 @@
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import cache
+from datetime import UTC, datetime, timedelta
+from functools import cache, lru_cache
 
 import anyio
 import bcrypt
@@ -17,6 +17,7 @@ from app.models.base import utc_now
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "type", "jti", "iat", "exp"]
+VERIFIED_TOKEN_CACHE_SIZE = 4096
 
 
 class TokenType(enum.StrEnum):
@@ -103,25 +104,36 @@ def create_token(
     return IssuedToken(token=token, claims=claims)
 
 
+@lru_cache(maxsize=VERIFIED_TOKEN_CACHE_SIZE)
+def _verified_claims(token: str) -> TokenClaims:
+    """Signature, algorithm and claims of a token, checked once per distinct token.
+
+    Clients send the same access token with every request, and checking it costs more than
+    the rest of a cheap request; expiry changes with time, so `decode_token` checks it on
+    every use. Invalid tokens raise, and are not cached.
+    """
+    payload = jwt.decode(
+        token,
+        get_settings().secret_key.get_secret_value(),
+        algorithms=[JWT_ALGORITHM],
+        options={"require": REQUIRED_CLAIMS, "verify_exp": False},
+    )
+    return TokenClaims(
+        subject=uuid.UUID(str(payload["sub"])),
+        token_type=TokenType(payload["type"]),
+        jti=uuid.UUID(str(payload["jti"])),
+        expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
+    )
+
+
 def decode_token(token: str, expected_type: TokenType) -> TokenClaims:
     """Verify signature, algorithm, expiry, required claims and token type, or raise 401."""
     try:
-        payload = jwt.decode(
-            token,
-            get_settings().secret_key.get_secret_value(),
-            algorithms=[JWT_ALGORITHM],
-            options={"require": REQUIRED_CLAIMS},
-        )
-        claims = TokenClaims(
-            subject=uuid.UUID(str(payload["sub"])),
-            token_type=TokenType(payload["type"]),
-            jti=uuid.UUID(str(payload["jti"])),
-            expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=utc_now().tzinfo),
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise AuthenticationError("Token has expired") from exc
+        claims = _verified_claims(token)
     except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
         raise AuthenticationError("Invalid token") from exc
+    if claims.expires_at <= utc_now():
+        raise AuthenticationError("Token has expired")
     if claims.token_type is not expected_type:
         raise AuthenticationError(f"Expected a {expected_type.value} token")
     return claims

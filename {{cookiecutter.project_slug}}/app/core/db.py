@@ -1,10 +1,17 @@
 """The database engine and session factory: the only module that knows the driver."""
 
 {% if cookiecutter.database == "postgresql" -%}
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.core.config import Settings, get_settings
 
@@ -34,14 +41,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=connect_args,
     )
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for lone reads: autocommit, one round trip with no BEGIN and COMMIT."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 {%- else -%}
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.core.config import Settings, get_settings
+
+READ_ONLY_OPTION = "app_read_only"
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -62,15 +83,35 @@ def create_engine(settings: Settings) -> AsyncEngine:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin_immediate(connection: Connection) -> None:
+    def _begin(connection: Connection) -> None:
         # A deferred transaction that reads and then writes fails at once with "database is
         # locked" when another writer committed meanwhile; taking the write lock up front makes
-        # writers queue on busy_timeout instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers queue on busy_timeout instead. Read-only work takes no lock at all.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for lone reads: a deferred transaction, which takes no write lock."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 {%- endif %}
 
 
 engine = create_engine(get_settings())
 session_factory = async_sessionmaker(engine, expire_on_commit=False)
+read_engine = read_only(engine)
+
+
+@asynccontextmanager
+async def read_connection() -> AsyncIterator[AsyncConnection]:
+    """A connection for reads that need no transaction of their own.
+
+    For the lookups every request makes (the current user): no session, no unit of work, and
+    the pooled connection is held for the query alone.
+    """
+    async with read_engine.connect() as connection:
+        yield connection

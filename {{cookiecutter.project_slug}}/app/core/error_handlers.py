@@ -39,6 +39,10 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers 400 for a JSON body that is not UTF-8: malformed JSON, so a 422.
+        errors = [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]
+        return JSONResponse(error_content(errors, "VALIDATION_ERROR"), status_code=422)
     code = HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR")
     return JSONResponse(
         error_content(str(exc.detail), code), status_code=exc.status_code, headers=exc.headers

@@ -27,6 +27,10 @@ class BaseRepository(Generic[ModelT]):
         return entity
 
     async def update(self, entity: ModelT, values: dict[str, Any]) -> ModelT:
+        if entity not in self.session:
+            # Loaded elsewhere (the current user comes from a read outside any session):
+            # attach it as it is, without reading it again.
+            entity = await self.session.merge(entity, load=False)
         for field, value in values.items():
             setattr(entity, field, value)
         await self.session.flush()

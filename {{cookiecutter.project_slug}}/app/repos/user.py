@@ -1,8 +1,11 @@
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import make_transient_to_detached
 
 from app.core.exceptions import ConflictError
 from app.models.user import User
@@ -15,6 +18,8 @@ class UserRepository(BaseRepository[User]):
     async def get_by_login(self, login: str) -> User | None:
         """Find a user by username or email (both stored lower-cased)."""
         login = login.strip().lower()
+        if "\x00" in login:
+            return None  # no username or email holds one, and PostgreSQL refuses it in a query
         result = await self.session.scalars(
             select(User).where(or_(User.username == login, User.email == login))
         )
@@ -45,3 +50,28 @@ class UserRepository(BaseRepository[User]):
     async def list_page(self, *, offset: int, limit: int) -> tuple[Sequence[User], int]:
         query = select(User).order_by(User.created_at, User.id)
         return await self.page(query, offset=offset, limit=limit)
+
+
+_users = User.__table__
+_USER_BY_ID = select(_users).where(_users.c.id == bindparam("user_id"))
+
+
+class UserReader:
+    """Read-only lookups for the hot path, outside any session.
+
+    Every authenticated request reads its user; a Core query on a bare connection costs a
+    fraction of an ORM session with its transaction. The user comes back detached:
+    `BaseRepository.update` attaches it to the session that writes it.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        result = await self.connection.execute(_USER_BY_ID, {"user_id": user_id})
+        row = result.mappings().first()
+        if row is None:
+            return None
+        user = User(**row)
+        make_transient_to_detached(user)
+        return user

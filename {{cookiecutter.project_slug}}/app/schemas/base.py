@@ -3,6 +3,8 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 
+from app.core import field_sizes
+
 ItemT = TypeVar("ItemT")
 
 
@@ -23,7 +25,7 @@ class PageParams(Schema):
 
 
 def page_params(
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=field_sizes.PAGE_OFFSET_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> PageParams:
     return PageParams(offset=offset, limit=limit)

@@ -31,7 +31,13 @@ Username = Annotated[
 ]
 Email = Annotated[EmailStr, Field(max_length=field_sizes.EMAIL_MAX), AfterValidator(str.lower)]
 PersonName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=field_sizes.NAME_MAX)
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=field_sizes.NAME_MAX,
+        pattern=field_sizes.NO_NUL_PATTERN,
+    ),
 ]
 
 

@@ -18,7 +18,7 @@ STORAGE_ERRORS = (502, 503)
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(*AUTH_ERRORS, 413, 415, 422, *STORAGE_ERRORS),
+    responses=error_responses(400, *AUTH_ERRORS, 413, 415, 422, *STORAGE_ERRORS),
 )
 async def upload_file(
     file: Annotated[UploadFile, File(description="The file to store")],
