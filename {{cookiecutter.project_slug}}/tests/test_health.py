@@ -2,7 +2,7 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.api import health
+from app.core import db as core_db
 
 
 async def test_liveness_needs_no_database(client: AsyncClient) -> None:
@@ -18,12 +18,12 @@ async def test_readiness_checks_the_database(committed_client: AsyncClient) -> N
 
 
 async def test_readiness_names_the_failing_database(
-    client: AsyncClient, monkeypatch: pytest.MonkeyPatch, unreachable_database_url: str
+    committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch, unreachable_database_url: str
 ) -> None:
     broken = create_async_engine(unreachable_database_url)
-    monkeypatch.setattr(health, "engine", broken)
+    monkeypatch.setattr(core_db, "read_engine", core_db.read_only(broken))
     try:
-        response = await client.get("/health/ready")
+        response = await committed_client.get("/health/ready")
     finally:
         await broken.dispose()
     assert response.status_code == 503

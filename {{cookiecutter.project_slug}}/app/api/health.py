@@ -6,7 +6,7 @@ from sqlalchemy import text
 {% if cookiecutter.use_b2_storage %}
 from app.api.v1.deps.storage import StorageDep
 {%- endif %}
-from app.core.db import engine
+from app.core import db
 from app.core.exceptions import ServiceUnavailableError
 from app.core.responses import error_responses
 
@@ -22,7 +22,8 @@ async def health() -> dict[str, str]:
 
 
 async def _check_database() -> None:
-    async with engine.connect() as connection:
+    # A lone read: no transaction to begin, and on SQLite no wait for the write lock.
+    async with db.read_connection() as connection:
         await connection.execute(text("SELECT 1"))
 
 
