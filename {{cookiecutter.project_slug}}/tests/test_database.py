@@ -182,3 +182,27 @@ async def test_pgbouncer_mode_leaves_no_prepared_statements(
         await engine.dispose()
     assert bool(prepared) is leaves_prepared_statements
 {%- endif %}
+
+
+async def test_reads_waiting_too_long_for_a_connection_answer_503(
+    committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await committed_client.post(
+        "/api/v1/auth/signup",
+        json={
+            "username": "waiter",
+            "email": "waiter@example.com",
+            "first_name": "W",
+            "last_name": "Aiter",
+            "password": "a sound password",
+        },
+    )
+    headers = auth_headers(User(id=uuid.UUID(created.json()["id"])))
+    slots = asyncio.Semaphore(1)
+    monkeypatch.setattr(core_db, "_read_slots", slots)
+    monkeypatch.setattr(core_db, "_READ_WAIT_SECONDS", 0.2)
+    async with slots:  # another request holds the only connection for reads
+        response = await committed_client.get("/api/v1/users/me", headers=headers)
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+    assert (await committed_client.get("/api/v1/users/me", headers=headers)).status_code == 200

@@ -1,11 +1,13 @@
 """The database engine and session factory: the only module that knows the driver."""
 
 {% if cookiecutter.database == "postgresql" -%}
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -47,12 +49,14 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
     """The engine for lone reads: autocommit, one round trip with no BEGIN and COMMIT."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 {%- else -%}
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -101,9 +105,17 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 {%- endif %}
 
 
-engine = create_engine(get_settings())
+settings = get_settings()
+engine = create_engine(settings)
 session_factory = async_sessionmaker(engine, expire_on_commit=False)
 read_engine = read_only(engine)
+{%- if cookiecutter.database == "postgresql" %}
+_read_slots = asyncio.Semaphore(settings.db_pool_size)
+_READ_WAIT_SECONDS = settings.db_pool_timeout
+{%- else %}
+_read_slots = asyncio.Semaphore(engine.pool.size())  # type: ignore[attr-defined]
+_READ_WAIT_SECONDS = 30.0
+{%- endif %}
 
 
 @asynccontextmanager
@@ -111,7 +123,18 @@ async def read_connection() -> AsyncIterator[AsyncConnection]:
     """A connection for reads that need no transaction of their own.
 
     For the lookups every request makes (the current user): no session, no unit of work, and
-    the pooled connection is held for the query alone.
+    the pooled connection is held for the query alone. Callers queue for it in arrival order:
+    the pool itself lets a newcomer take a freed connection ahead of requests that were already
+    waiting, and under a burst some of those would wait until they time out.
     """
-    async with read_engine.connect() as connection:
-        yield connection
+    try:
+        async with asyncio.timeout(_READ_WAIT_SECONDS):
+            await _read_slots.acquire()
+    except TimeoutError as exc:
+        msg = "no database connection became free in time"
+        raise PoolTimeoutError(msg) from exc
+    try:
+        async with read_engine.connect() as connection:
+            yield connection
+    finally:
+        _read_slots.release()
