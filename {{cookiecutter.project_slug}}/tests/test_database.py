@@ -42,6 +42,22 @@ async def test_naive_datetimes_are_refused(make_user: UserFactory, session: Asyn
     await session.rollback()
 
 
+async def signed_up(client: AsyncClient, username: str) -> dict[str, str]:
+    """Sign a user up through the API (committed for real); return its auth headers."""
+    created = await client.post(
+        "/api/v1/auth/signup",
+        json={
+            "username": username,
+            "email": f"{username}@example.com",
+            "first_name": "Test",
+            "last_name": "User",
+            "password": "a sound password",
+        },
+    )
+    assert created.status_code == 201, created.text
+    return auth_headers(User(id=uuid.UUID(created.json()["id"])))
+
+
 @pytest.fixture
 async def small_engine(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncEngine]:
     """The app on its own small engine, so a test can exhaust it."""
@@ -94,17 +110,7 @@ async def test_saturated_database_answers_503(
 async def test_many_more_clients_than_connections_do_not_wedge(
     small_engine: AsyncEngine, committed_client: AsyncClient
 ) -> None:
-    signup = {
-        "username": "crowd",
-        "email": "crowd@example.com",
-        "first_name": "C",
-        "last_name": "Rowd",
-        "password": "a sound password",
-    }
-    created = await committed_client.post("/api/v1/auth/signup", json=signup)
-    assert created.status_code == 201
-    user = User(id=uuid.UUID(created.json()["id"]))
-    headers = auth_headers(user)
+    headers = await signed_up(committed_client, "crowd")
     responses = await asyncio.wait_for(
         asyncio.gather(
             *(committed_client.get("/api/v1/users/me", headers=headers) for _ in range(60))
@@ -139,17 +145,7 @@ async def test_connection_killed_by_the_server_answers_503_then_recovers(
     small_engine: AsyncEngine, committed_client: AsyncClient
 ) -> None:
     """A database restart kills pooled connections; one request fails cleanly, then it heals."""
-    created = await committed_client.post(
-        "/api/v1/auth/signup",
-        json={
-            "username": "survivor",
-            "email": "survivor@example.com",
-            "first_name": "S",
-            "last_name": "Urvivor",
-            "password": "a sound password",
-        },
-    )
-    headers = auth_headers(User(id=uuid.UUID(created.json()["id"])))
+    headers = await signed_up(committed_client, "survivor")
     async with small_engine.connect() as connection:
         pid = await connection.scalar(text("SELECT pg_backend_pid()"))
     admin_engine = create_engine(get_settings())
@@ -187,17 +183,7 @@ async def test_pgbouncer_mode_leaves_no_prepared_statements(
 async def test_reads_waiting_too_long_for_a_connection_answer_503(
     committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created = await committed_client.post(
-        "/api/v1/auth/signup",
-        json={
-            "username": "waiter",
-            "email": "waiter@example.com",
-            "first_name": "W",
-            "last_name": "Aiter",
-            "password": "a sound password",
-        },
-    )
-    headers = auth_headers(User(id=uuid.UUID(created.json()["id"])))
+    headers = await signed_up(committed_client, "waiter")
     slots = asyncio.Semaphore(1)
     monkeypatch.setattr(core_db, "_read_slots", slots)
     monkeypatch.setattr(core_db, "_READ_WAIT_SECONDS", 0.2)
