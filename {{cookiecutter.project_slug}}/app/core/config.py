@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     current_environment: Environment = Environment.LOCAL
 
     {%- if cookiecutter.database == "postgresql" %}
+
     database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/{{ cookiecutter.project_slug.replace('-', '_') }}"
     db_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     # PgBouncer in transaction mode cannot keep prepared statements between transactions.
     db_pgbouncer: bool = False
     {%- else %}
+
     database_url: str = "sqlite+aiosqlite:///./app.db"
     db_echo: bool = False
     db_busy_timeout_ms: int = Field(default=5_000, ge=0)
