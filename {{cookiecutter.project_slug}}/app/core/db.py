@@ -127,12 +127,15 @@ async def read_connection() -> AsyncIterator[AsyncConnection]:
     the pool itself lets a newcomer take a freed connection ahead of requests that were already
     waiting, and under a burst some of those would wait until they time out.
     """
-    try:
-        async with asyncio.timeout(_READ_WAIT_SECONDS):
-            await _read_slots.acquire()
-    except TimeoutError as exc:
-        msg = "no database connection became free in time"
-        raise PoolTimeoutError(msg) from exc
+    if _read_slots.locked():
+        try:
+            async with asyncio.timeout(_READ_WAIT_SECONDS):
+                await _read_slots.acquire()
+        except TimeoutError as exc:
+            msg = "no database connection became free in time"
+            raise PoolTimeoutError(msg) from exc
+    else:
+        await _read_slots.acquire()  # a free slot: returns at once, no timer needed
     try:
         async with read_engine.connect() as connection:
             yield connection
