@@ -3,7 +3,7 @@
 For tests/test_fuzz.py: this suite has no B2 account and no network. Runs with the rendered
 project as the working directory and its settings in the environment; nothing of it is
 written into the project. The storage is built exactly like the rendered tests'
-`simulated_storage` fixture and replaces the `get_storage` dependency; the rest is the
+`b2_storage` fixture and replaces the `get_storage` dependency; the rest is the
 project's own `app.main:app` under uvicorn.
 
 Usage: python tests/fuzz_b2_server.py HOST PORT

@@ -49,7 +49,7 @@ os.environ["SECRET_KEY"] = "test-secret-key-" + "0123456789abcdef" * 4
 os.environ["BCRYPT_ROUNDS"] = "4"  # the minimum: tests check behaviour, not hashing cost
 os.environ["LOG_LEVEL"] = "WARNING"
 {%- if cookiecutter.use_b2_storage %}
-# Tests never reach the real B2: `simulated_storage` below replaces the storage dependency.
+# Tests never reach the real B2: `b2_storage` below replaces the storage dependency.
 os.environ["B2_APPLICATION_KEY_ID"] = "test-key-id"
 os.environ["B2_APPLICATION_KEY"] = "test-key"
 os.environ["B2_BUCKET_NAME"] = "test-bucket"
@@ -248,13 +248,29 @@ def empty_database_url(tmp_path: Path) -> str:
 {%- if cookiecutter.use_b2_storage %}
 
 
-@pytest.fixture(autouse=True)
-async def simulated_storage() -> AsyncIterator[BackBlaze]:
-    """Every test's storage: b2sdk's in-memory B2 with the configured bucket, never the real B2."""
-    simulator = RawSimulator()
-    key_id, key = simulator.create_account()
+def make_storage(simulator: RawSimulator, key_id: str, key: str) -> BackBlaze:
+    """The B2 service on b2sdk's in-memory simulator instead of the real B2."""
     config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
-    storage = BackBlaze(key_id, key, api_config=config)
+    return BackBlaze(key_id, key, api_config=config)
+
+
+@pytest.fixture
+def b2_simulator() -> RawSimulator:
+    return RawSimulator()
+
+
+@pytest.fixture
+def b2_account(b2_simulator: RawSimulator) -> tuple[str, str]:
+    key_id, key = b2_simulator.create_account()
+    return key_id, key
+
+
+@pytest.fixture(autouse=True)
+async def b2_storage(
+    b2_simulator: RawSimulator, b2_account: tuple[str, str]
+) -> AsyncIterator[BackBlaze]:
+    """Every test's storage: the simulator with the configured bucket, never the real B2."""
+    storage = make_storage(b2_simulator, *b2_account)
     await storage.create_bucket(os.environ["B2_BUCKET_NAME"])
     storage.select_bucket(os.environ["B2_BUCKET_NAME"])
     app.dependency_overrides[get_storage] = lambda: storage

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+from b2sdk.v2 import RawSimulator
 from b2sdk.v2 import exception as b2_exc
 
 from app.schemas.back_blaze_bucket import BucketType
@@ -22,18 +22,13 @@ from app.services.back_blaze_b2 import (
     StorageError,
     StorageUnavailableError,
 )
+from tests.conftest import make_storage
 
 BUCKET = "test-bucket"
 
 
 def sha1_hex(data: bytes) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
-
-
-def make_service(simulator: RawSimulator, key_id: str, key: str) -> BackBlaze:
-    # Every service built on this simulator sees the same in-memory account and buckets.
-    config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
-    return BackBlaze(key_id, key, api_config=config)
 
 
 class ThreadRecordingSimulator(RawSimulator):  # type: ignore[misc]
@@ -65,7 +60,7 @@ def account(simulator: RawSimulator) -> tuple[str, str]:
 
 @pytest.fixture
 def service(simulator: RawSimulator, account: tuple[str, str]) -> BackBlaze:
-    return make_service(simulator, *account)
+    return make_storage(simulator, *account)
 
 
 @pytest.fixture
@@ -80,7 +75,7 @@ def expire_all_tokens(simulator: RawSimulator) -> None:
 
 
 async def test_construction_and_selection_do_no_io(simulator: RawSimulator) -> None:
-    service = make_service(simulator, "key-id", "very-secret").select_bucket("any")
+    service = make_storage(simulator, "key-id", "very-secret").select_bucket("any")
     assert simulator.auth_token_counter == 0
     assert service.bucket_name == "any"
     assert "very-secret" not in repr(service)
@@ -241,7 +236,7 @@ async def test_wrong_key_is_an_authorization_error(
     simulator: RawSimulator, account: tuple[str, str]
 ) -> None:
     key_id, _key = account
-    service = make_service(simulator, key_id, "wrong-key").select_bucket(BUCKET)
+    service = make_storage(simulator, key_id, "wrong-key").select_bucket(BUCKET)
     with pytest.raises(StorageAuthorizationError) as info:
         await service.list_files()
     assert info.value.status_code == 503
@@ -254,7 +249,7 @@ async def test_wrong_key_is_an_authorization_error(
 
 async def test_unknown_key_id_is_an_authorization_error(simulator: RawSimulator) -> None:
     with pytest.raises(StorageAuthorizationError):
-        await make_service(simulator, "unknown", "key").list_buckets()
+        await make_storage(simulator, "unknown", "key").list_buckets()
 
 
 async def test_missing_bucket(service: BackBlaze) -> None:

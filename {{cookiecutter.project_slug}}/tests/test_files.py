@@ -2,11 +2,11 @@
 
 import hashlib
 import io
+import os
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+from b2sdk.v2 import RawSimulator
 from b2sdk.v2 import exception as b2_exc
 from fastapi import UploadFile
 from httpx import AsyncClient, Response
@@ -21,41 +21,11 @@ from app.models.user import User
 from app.repos.file import FileRepository
 from app.services.back_blaze_b2 import BackBlaze, StorageError
 from app.services.files import FileService
-from tests.conftest import UserFactory, auth_headers
+from tests.conftest import UserFactory, auth_headers, make_storage
 
-BUCKET = "user-files"
+BUCKET = os.environ["B2_BUCKET_NAME"]  # created by the `b2_storage` fixture
 FILES = "/api/v1/files"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-def make_service(simulator: RawSimulator, key_id: str, key: str) -> BackBlaze:
-    config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
-    return BackBlaze(key_id, key, api_config=config)
-
-
-@pytest.fixture
-def simulator() -> RawSimulator:
-    return RawSimulator()
-
-
-@pytest.fixture
-def account(simulator: RawSimulator) -> tuple[str, str]:
-    key_id, key = simulator.create_account()
-    return key_id, key
-
-
-@pytest.fixture
-async def storage(simulator: RawSimulator, account: tuple[str, str]) -> BackBlaze:
-    service = make_service(simulator, *account)
-    await service.create_bucket(BUCKET)
-    return service.select_bucket(BUCKET)
-
-
-@pytest.fixture(autouse=True)
-def use_storage(storage: BackBlaze) -> Iterator[None]:
-    app.dependency_overrides[get_storage] = lambda: storage
-    yield
-    app.dependency_overrides.pop(get_storage, None)
 
 
 def use(service: BackBlaze) -> None:
@@ -88,7 +58,7 @@ def assert_error(response: Response, status_code: int, error_code: str) -> None:
 
 
 async def test_upload_list_read_download_delete(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
     user = await make_user()
     headers = auth_headers(user)
@@ -103,9 +73,9 @@ async def test_upload_list_read_download_delete(
     assert body["content_type"] == "text/plain"
     assert body["checksum"] == hashlib.sha1(content, usedforsecurity=False).hexdigest()
 
-    [stored] = await storage.list_files()
+    [stored] = await b2_storage.list_files()
     assert stored.file_name == f"{user.id}/{body['id']}/hello.txt"
-    assert await storage.download_bytes(stored.file_id) == content
+    assert await b2_storage.download_bytes(stored.file_id) == content
 
     listed = await client.get(FILES, headers=headers)
     assert listed.status_code == 200
@@ -118,26 +88,26 @@ async def test_upload_list_read_download_delete(
     link = await client.get(f"{FILES}/{body['id']}/download", headers=headers)
     assert link.status_code == 200
     assert link.json()["expires_in"] == get_settings().b2_link_valid_seconds
-    public_url = await storage.get_public_url(stored.file_name)
+    public_url = await b2_storage.get_public_url(stored.file_name)
     assert link.json()["url"].startswith(public_url + "?Authorization=")
 
     deleted = await client.delete(f"{FILES}/{body['id']}", headers=headers)
     assert deleted.status_code == 204
-    assert await storage.list_files() == []
+    assert await b2_storage.list_files() == []
     assert_error(await client.get(f"{FILES}/{body['id']}", headers=headers), 404, "NOT_FOUND")
     assert (await client.get(FILES, headers=headers)).json()["total"] == 0
 
 
 async def test_larger_upload_is_streamed_intact(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
     # Larger than the simulator's part size: stored as a large file, in parts.
     content = bytes(range(256)) * 40
     user = await make_user()
     created = await upload(client, user, content, name="scan.pdf", content_type="application/pdf")
     assert created.status_code == 201, created.text
-    [stored] = await storage.list_files()
-    assert await storage.download_bytes(stored.file_id) == content
+    [stored] = await b2_storage.list_files()
+    assert await b2_storage.download_bytes(stored.file_id) == content
     assert created.json()["checksum"] == hashlib.sha1(content, usedforsecurity=False).hexdigest()
 
 
@@ -167,18 +137,21 @@ async def test_content_type_parameters_and_paths_are_dropped(
 
 
 async def test_disallowed_content_type_is_415(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
     user = await make_user()
     response = await upload(client, user, b"GIF89a", name="anim.gif", content_type="image/gif")
     assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert "image/gif" in response.json()["detail"]
-    assert await storage.list_files() == []
+    assert await b2_storage.list_files() == []
     assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 0
 
 
 async def test_too_large_is_413(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze, monkeypatch: pytest.MonkeyPatch
+    client: AsyncClient,
+    make_user: UserFactory,
+    b2_storage: BackBlaze,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(get_settings(), "b2_upload_max_bytes", len(PNG))
     user = await make_user()
@@ -187,25 +160,25 @@ async def test_too_large_is_413(
 
     response = await upload(client, user, PNG + b"!", name="big.png", content_type="image/png")
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
-    assert [f.file_name.rsplit("/", 1)[-1] for f in await storage.list_files()] == ["ok.png"]
+    assert [f.file_name.rsplit("/", 1)[-1] for f in await b2_storage.list_files()] == ["ok.png"]
     assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 1
 
 
 async def test_size_is_counted_while_streaming_when_not_declared(
-    session: AsyncSession, storage: BackBlaze, monkeypatch: pytest.MonkeyPatch
+    session: AsyncSession, b2_storage: BackBlaze, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(get_settings(), "b2_upload_max_bytes", 100_000)
-    files = FileService(session, storage, get_settings())
+    files = FileService(session, b2_storage, get_settings())
     headers = Headers({"content-type": "text/plain"})
     # No declared size: the limit is enforced by counting chunks as they are read.
     oversized = UploadFile(io.BytesIO(b"x" * 100_001), filename="big.txt", headers=headers)
     with pytest.raises(PayloadTooLargeError):
         await files.upload(uuid.uuid4(), oversized)
-    assert await storage.list_files() == []
+    assert await b2_storage.list_files() == []
 
 
 async def test_another_users_file_is_not_found(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
     owner, other = await make_user(), await make_user()
     file_id = (await upload(client, owner)).json()["id"]
@@ -218,7 +191,7 @@ async def test_another_users_file_is_not_found(
     assert (await client.get(FILES, headers=headers)).json()["total"] == 0
 
     assert (await client.get(f"{FILES}/{file_id}", headers=auth_headers(owner))).status_code == 200
-    assert len(await storage.list_files()) == 1
+    assert len(await b2_storage.list_files()) == 1
 
 
 async def test_unknown_and_malformed_ids(client: AsyncClient, make_user: UserFactory) -> None:
@@ -251,10 +224,10 @@ async def test_every_route_needs_authentication(
 async def test_rejected_credentials_are_503_not_500(
     client: AsyncClient,
     make_user: UserFactory,
-    simulator: RawSimulator,
-    account: tuple[str, str],
+    b2_simulator: RawSimulator,
+    b2_account: tuple[str, str],
 ) -> None:
-    use(make_service(simulator, account[0], "wrong-key").select_bucket(BUCKET))
+    use(make_storage(b2_simulator, b2_account[0], "wrong-key").select_bucket(BUCKET))
     user = await make_user()
     response = await upload(client, user)
     assert_error(response, 503, "STORAGE_UNAUTHORIZED")
@@ -263,44 +236,44 @@ async def test_rejected_credentials_are_503_not_500(
 
 
 async def test_missing_bucket_is_503(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
-    storage.select_bucket("no-such-bucket")
+    b2_storage.select_bucket("no-such-bucket")
     assert_error(await upload(client, await make_user()), 503, "BUCKET_NOT_FOUND")
 
 
 async def test_failed_upload_is_502_and_records_nothing(
-    client: AsyncClient, make_user: UserFactory, simulator: RawSimulator, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_simulator: RawSimulator, b2_storage: BackBlaze
 ) -> None:
     user = await make_user()
-    simulator.set_upload_errors([b2_exc.BadRequest("rejected", "bad_request")])
+    b2_simulator.set_upload_errors([b2_exc.BadRequest("rejected", "bad_request")])
     assert_error(await upload(client, user), 502, "STORAGE_ERROR")
     assert (await client.get(FILES, headers=auth_headers(user))).json()["total"] == 0
-    assert await storage.list_files() == []
+    assert await b2_storage.list_files() == []
 
 
 async def test_unsaved_metadata_removes_the_uploaded_object(
     client: AsyncClient,
     make_user: UserFactory,
-    storage: BackBlaze,
+    b2_storage: BackBlaze,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(FileRepository, "create", refuse_to_save)
     assert_error(await upload(client, await make_user()), 409, "CONFLICT")
-    assert await storage.list_files() == []
+    assert await b2_storage.list_files() == []
 
 
 async def test_orphan_cleanup_failure_still_reports_the_original_error(
     client: AsyncClient,
     make_user: UserFactory,
-    storage: BackBlaze,
+    b2_storage: BackBlaze,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def storage_down(*_args: object) -> None:
         raise StorageError()
 
     monkeypatch.setattr(FileRepository, "create", refuse_to_save)
-    monkeypatch.setattr(storage, "delete_file", storage_down)
+    monkeypatch.setattr(b2_storage, "delete_file", storage_down)
     assert_error(await upload(client, await make_user()), 409, "CONFLICT")
 
 
@@ -317,16 +290,16 @@ def test_the_storage_dependency_is_built_from_settings_without_io() -> None:
 async def test_failed_storage_delete_keeps_the_record(
     client: AsyncClient,
     make_user: UserFactory,
-    simulator: RawSimulator,
-    account: tuple[str, str],
-    storage: BackBlaze,
+    b2_simulator: RawSimulator,
+    b2_account: tuple[str, str],
+    b2_storage: BackBlaze,
 ) -> None:
     user = await make_user()
     file_id = (await upload(client, user)).json()["id"]
     # The key is revoked and the token expires: B2 refuses the delete.
-    for token in list(simulator.auth_token_to_key):
-        simulator.expire_auth_token(token)
-    del simulator.key_id_to_key[account[0]]
+    for token in list(b2_simulator.auth_token_to_key):
+        b2_simulator.expire_auth_token(token)
+    del b2_simulator.key_id_to_key[b2_account[0]]
 
     response = await client.delete(f"{FILES}/{file_id}", headers=auth_headers(user))
     assert_error(response, 503, "STORAGE_UNAUTHORIZED")
@@ -336,12 +309,12 @@ async def test_failed_storage_delete_keeps_the_record(
 
 
 async def test_object_already_gone_from_storage_still_deletes_the_record(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
     user = await make_user()
     file_id = (await upload(client, user)).json()["id"]
-    [stored] = await storage.list_files()
-    await storage.delete_file(stored.file_id, stored.file_name)
+    [stored] = await b2_storage.list_files()
+    await b2_storage.delete_file(stored.file_id, stored.file_name)
 
     response = await client.delete(f"{FILES}/{file_id}", headers=auth_headers(user))
     assert response.status_code == 204
@@ -349,7 +322,7 @@ async def test_object_already_gone_from_storage_still_deletes_the_record(
 
 
 async def test_a_user_who_owns_files_cannot_be_deleted(
-    client: AsyncClient, make_user: UserFactory, storage: BackBlaze
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:
     admin, owner = await make_user(is_superuser=True), await make_user()
     file_id = (await upload(client, owner)).json()["id"]
@@ -357,7 +330,7 @@ async def test_a_user_who_owns_files_cannot_be_deleted(
     refused = await client.delete(f"/api/v1/users/{owner.id}", headers=auth_headers(admin))
     assert_error(refused, 409, "CONFLICT")
     assert (await client.get(f"{FILES}/{file_id}", headers=auth_headers(owner))).status_code == 200
-    assert len(await storage.list_files()) == 1
+    assert len(await b2_storage.list_files()) == 1
 
     deleted = await client.delete(f"{FILES}/{file_id}", headers=auth_headers(owner))
     assert deleted.status_code == 204
@@ -366,13 +339,13 @@ async def test_a_user_who_owns_files_cannot_be_deleted(
 
 
 async def test_readiness_checks_storage(
-    committed_client: AsyncClient, simulator: RawSimulator, account: tuple[str, str]
+    committed_client: AsyncClient, b2_simulator: RawSimulator, b2_account: tuple[str, str]
 ) -> None:
     ready = await committed_client.get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["storage"] == "ok"
 
-    use(make_service(simulator, account[0], "wrong-key").select_bucket(BUCKET))
+    use(make_storage(b2_simulator, b2_account[0], "wrong-key").select_bucket(BUCKET))
     not_ready = await committed_client.get("/health/ready")
     assert_error(not_ready, 503, "SERVICE_UNAVAILABLE")
     assert "storage" in not_ready.json()["detail"]
