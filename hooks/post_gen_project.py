@@ -4,7 +4,7 @@ Runs with the new project directory as the working directory, both under `cookie
 under `cruft create` / `cruft update` (which render into a temporary directory), so it relies on
 nothing but the working directory and the answers.
 
-1. Remove the files of the options that are off (OPTIONAL_FILES is the one list of them). A
+1. Remove the files whose condition does not hold (OPTIONAL_FILES is the one list of them). A
    listed file that was not rendered is an error (whatever the answers), so the list cannot
    silently drift from the template tree.
 2. Remove the directories that this left empty.
@@ -20,7 +20,8 @@ from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# answer -> files that exist only when that answer is true.
+# condition -> files that exist only when it holds. A condition is a yes/no answer
+# ("use_b2_storage": the answer is yes) or a choice ("database=postgresql").
 OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "use_b2_storage": (
         "app/services/back_blaze_b2.py",
@@ -44,6 +45,11 @@ class HookError(Exception):
     pass
 
 
+def holds(condition: str, answers: dict[str, object]) -> bool:
+    option, _, value = condition.partition("=")
+    return answers[option] == value if value else bool(answers[option])
+
+
 def remove_disabled_files(root: Path) -> list[Path]:
     """Delete the files of every option that is off; return the deleted paths."""
     missing = [
@@ -53,8 +59,8 @@ def remove_disabled_files(root: Path) -> list[Path]:
         msg = "OPTIONAL_FILES in post_gen_project.py lists files the template did not render: "
         raise HookError(msg + ", ".join(missing))
     removed: list[Path] = []
-    for option, files in OPTIONAL_FILES.items():
-        if not ANSWERS[option]:
+    for condition, files in OPTIONAL_FILES.items():
+        if not holds(condition, ANSWERS):
             for name in files:
                 (root / name).unlink()
                 removed.append(root / name)

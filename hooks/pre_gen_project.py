@@ -32,6 +32,7 @@ RESERVED_NAMES = frozenset(
         "fastapi",
         "httpx",
         "jwt",
+        "limits",
         "loguru",
         "multipart",
         "mypy",
@@ -40,6 +41,7 @@ RESERVED_NAMES = frozenset(
         "pyjwt",
         "pytest",
         "python_multipart",
+        "redis",
         "ruff",
         "sqlalchemy",
         "starlette",
@@ -126,6 +128,7 @@ def find_error() -> str | None:
         "python_version": lambda v: check_choice("python_version", v),
         "database": lambda v: check_choice("database", v),
         "use_b2_storage": check_bool,
+        "use_redis": check_bool,
     }
     for field, check in checks.items():
         value = ANSWERS.get(field)

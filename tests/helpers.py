@@ -33,11 +33,13 @@ BOOLEANS: list[str] = [key for key, value in COOKIECUTTER_JSON.items() if isinst
 
 OUTPUT_TAIL = 20_000  # characters of a failing tool's output shown in the assertion
 
-# The functional variants: database x use_b2_storage, the other answers at their defaults.
+# The functional variants, each running its own tests on real servers: every value of every
+# option that changes code runs in at least one of them (the other answers at their defaults).
 FUNCTIONAL_VARIANTS: list[dict[str, object]] = [
-    {"database": database, "use_b2_storage": b2}
-    for database in ("sqlite", "postgresql")
-    for b2 in (False, True)
+    {"database": "sqlite", "use_b2_storage": False, "use_redis": False},
+    {"database": "sqlite", "use_b2_storage": True, "use_redis": True},
+    {"database": "postgresql", "use_b2_storage": False, "use_redis": True},
+    {"database": "postgresql", "use_b2_storage": True, "use_redis": False},
 ]
 # Admin connection for the throwaway databases (trust auth on the local server).
 PG_ADMIN_DSN = os.environ.get(
@@ -142,17 +144,33 @@ def variant_id(answers: Mapping[str, object]) -> str:
         parts.append(str(answers["license"]))
     parts.append(str(answers["database"]))
     parts.append("b2" if answers["use_b2_storage"] else "no_b2")
+    if "use_redis" in answers:
+        parts.append("redis" if answers["use_redis"] else "no_redis")
     return "-".join(parts)
+
+
+def holds(condition: str, answers: Mapping[str, object]) -> bool:
+    """An OPTIONAL_FILES condition: "option" (a yes/no answer is yes) or "option=value"."""
+    option, _, value = condition.partition("=")
+    return answers[option] == value if value else bool(answers[option])
 
 
 def disabled_files(answers: Mapping[str, object]) -> list[str]:
     return [
-        name for option, names in OPTIONAL_FILES.items() if not answers[option] for name in names
+        name
+        for condition, names in OPTIONAL_FILES.items()
+        if not holds(condition, answers)
+        for name in names
     ]
 
 
 def enabled_files(answers: Mapping[str, object]) -> list[str]:
-    return [name for option, names in OPTIONAL_FILES.items() if answers[option] for name in names]
+    return [
+        name
+        for condition, names in OPTIONAL_FILES.items()
+        if holds(condition, answers)
+        for name in names
+    ]
 
 
 def check_files(root: Path, answers: dict[str, object]) -> list[str]:
