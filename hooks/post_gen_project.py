@@ -36,6 +36,7 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
         "tests/test_b2_service.py",
         "tests/test_files.py",
     ),
+    "use_redis": ("app/core/redis.py",),
 }
 
 SECRET_KEY_PREFIX = "SECRET_KEY="  # noqa: S105 (the key name, not a secret)

@@ -36,7 +36,11 @@ def simulated_storage(bucket_name: str) -> BackBlaze:
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     storage = simulated_storage(os.environ["B2_BUCKET_NAME"])
-    app.dependency_overrides[get_storage] = lambda: storage
+
+    async def simulated() -> BackBlaze:
+        return storage
+
+    app.dependency_overrides[get_storage] = simulated
     uvicorn.run(app, host=host, port=port, access_log=False)
 
 

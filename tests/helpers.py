@@ -5,14 +5,18 @@ import asyncio
 import itertools
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
@@ -198,7 +202,8 @@ def tool_env(**extra: str) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("PYTEST_", "COV_CORE_", "MYPY", "RUFF_"))
-        and key not in {"DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV", "REQUIRE_POSTGRES"}
+        and key
+        not in {"DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV", "REQUIRE_POSTGRES", "REQUIRE_REDIS"}
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
@@ -283,3 +288,57 @@ def throwaway_database(database: str, directory: Path, prefix: str) -> Iterator[
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return text if len(text) <= OUTPUT_TAIL else "...\n" + text[-OUTPUT_TAIL:]
+
+
+@contextmanager
+def serve(
+    cmd: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path, base_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server command until its GET /health answers 200; stop it (SIGINT) afterwards.
+
+    Its output goes to `log`; a failure to start, or a death while in use, fails the test
+    with the end of that log.
+    """
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the service exited {proc.returncode}:\n{tail(log)}")
+            try:
+                health = httpx.get(f"{base_url}/health", timeout=2)
+            except httpx.TransportError:
+                pass
+            else:
+                if health.status_code != 200:
+                    msg = f"GET /health answered {health.status_code}: {health.text[:300]}"
+                    raise AssertionError(f"{msg}\n{tail(log)}")
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the service did not start within 60 s:\n{tail(log)}")
+            time.sleep(0.1)
+        yield proc
+        if proc.poll() is not None:
+            raise AssertionError(f"the service died while in use:\n{tail(log)}")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

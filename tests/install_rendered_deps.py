@@ -21,7 +21,7 @@ from cookiecutter.prompt import prompt_for_config
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
 PYPROJECT = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "pyproject.toml"
 VARIANTS = (
-    {"database": "postgresql", "use_b2_storage": True},
+    {"database": "postgresql", "use_b2_storage": True, "use_redis": True},
     {"database": "sqlite", "use_b2_storage": False},
 )
 

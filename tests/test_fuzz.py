@@ -24,8 +24,6 @@ import fcntl
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -42,7 +40,9 @@ from helpers import (
     OUTPUT_TAIL,
     PYTHON,
     check,
+    free_port,
     run,
+    serve,
     throwaway_database,
     tool_env,
     variant_id,
@@ -84,57 +84,18 @@ pytestmark = pytest.mark.slow
 # --- Serving a variant ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    return text if len(text) <= OUTPUT_TAIL else "...\n" + text[-OUTPUT_TAIL:]
-
-
 @contextmanager
 def _serve(root: Path, env: dict[str, str], b2: bool, log: Path) -> Iterator[str]:
     """Serve the project with uvicorn on a free port; yield its base URL."""
-    port = _free_port()
+    port = free_port()
     if b2:
         cmd = [PYTHON, str(TESTS_DIR / "fuzz_b2_server.py"), "127.0.0.1", str(port)]
     else:
         cmd = [PYTHON, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
         cmd += ["--port", str(port), "--no-access-log"]
     base_url = f"http://127.0.0.1:{port}"
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"the service exited {proc.returncode}:\n{_tail(log)}")
-            try:
-                health = httpx.get(f"{base_url}/health", timeout=2)
-            except httpx.TransportError:
-                pass
-            else:
-                if health.status_code != 200:
-                    msg = f"GET /health answered {health.status_code}: {health.text[:300]}"
-                    raise AssertionError(f"{msg}\n{_tail(log)}")
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the service did not start within 60 s:\n{_tail(log)}")
-            time.sleep(0.1)
+    with serve(cmd, root, env, log, base_url):
         yield base_url
-        if proc.poll() is not None:
-            raise AssertionError(f"the service died during the run:\n{_tail(log)}")
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _login(base_url: str) -> tuple[str, str]:
@@ -298,6 +259,7 @@ def _run_variant(render_once, variant: dict[str, object], work: Path) -> dict[st
             B2_APPLICATION_KEY_ID="fuzz-key-id",
             B2_APPLICATION_KEY="fuzz-key",
             B2_BUCKET_NAME="fuzz-bucket",
+            REDIS_KEY_PREFIX=f"fuzz-{secrets.token_hex(6)}",
         )
         check([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, timeout=120)
         superuser = ["create-superuser", "--email", ADMIN["email"], "--username"]

@@ -42,6 +42,17 @@ B2_TRACES = {
     "upload": re.compile(r"\bUploadFile\b"),
 }
 
+# With use_redis off, none of these may match: no import, setting, dependency, compose
+# service or test of Redis (prose may still name the option).
+REDIS_TRACES = {
+    "redis import": re.compile(r"(?m)^\s*(?:from|import)\s+redis\b"),
+    "redis setting": re.compile(r"(?i)\bredis_\w+"),
+    "redis dependency": re.compile(r"(?i)[\"']redis\s*[=<>~\[]"),
+    "redis URL": re.compile(r"(?i)\bredis://"),
+    "redis service": re.compile(r"(?im)^\s+redis:\s*$"),
+    "redis module": re.compile(r"\bcore[./]redis\b"),
+}
+
 SECRET_KEY_LINE = re.compile(r"SECRET_KEY=([A-Za-z0-9_-]+)")
 
 
@@ -55,11 +66,13 @@ def check_text(root: Path, answers: dict[str, object]) -> list[str]:
         for match in JINJA_LEFTOVER.finditer(scanned):
             line = scanned.count("\n", 0, match.start()) + 1
             problems.append(f"unrendered Jinja {match.group()!r} in {rel}:{line}")
-        if not answers["use_b2_storage"]:
-            for what, pattern in B2_TRACES.items():
+        for option, traces in (("use_b2_storage", B2_TRACES), ("use_redis", REDIS_TRACES)):
+            if answers[option]:
+                continue
+            for what, pattern in traces.items():
                 for match in pattern.finditer(text):
                     line = text.count("\n", 0, match.start()) + 1
-                    problems.append(f"B2 trace ({what}) {match.group()!r} in {rel}:{line}")
+                    problems.append(f"{option} off, yet ({what}) {match.group()!r} in {rel}:{line}")
     return problems
 
 
@@ -110,6 +123,13 @@ def check_variant_content(root: Path, answers: dict[str, object]) -> list[str]:
             problems.append("dependency b2sdk missing")
         if "B2_BUCKET_NAME=" not in env_example:
             problems.append(".env.example lacks B2_BUCKET_NAME")
+    if answers["use_redis"]:
+        if "redis==" not in deps:
+            problems.append("dependency redis missing")
+        if "REDIS_URL=" not in env_example:
+            problems.append(".env.example lacks REDIS_URL")
+    if "limits==" not in deps:
+        problems.append("dependency limits missing (rate limits exist in every variant)")
     return problems
 
 

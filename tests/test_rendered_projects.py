@@ -1,8 +1,9 @@
 """Run each functional variant's own tools in the rendered project.
 
-The variants are database x use_b2_storage with the other answers at their defaults. The
-tools come from the shared virtualenv (the one running this suite); the rendered project is
-not installed into it: every tool runs with the project directory as its working directory.
+The variants are FUNCTIONAL_VARIANTS (every value of every code-changing option runs), on real
+PostgreSQL and Redis servers, with the other answers at their defaults. The tools come from
+the shared virtualenv (the one running this suite); the rendered project is not installed
+into it: every tool runs with the project directory as its working directory.
 """
 
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ def database_url(variant, tmp_path) -> Iterator[str]:
 def test_rendered_pytest(render_once, variant):
     root = render_once(**variant)
     extra = {"REQUIRE_POSTGRES": "1"} if variant["database"] == "postgresql" else {}
+    if variant["use_redis"]:
+        extra["REQUIRE_REDIS"] = "1"
     check([PYTHON, "-m", "pytest", "-p", "no:cacheprovider"], cwd=root, env=tool_env(**extra))
 
 

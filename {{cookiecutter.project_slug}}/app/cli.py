@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from app.core.db import engine, session_factory
+from app.core.auth import PasswordHasher, TokenCodec
+from app.core.config import Settings
+from app.core.db import Database
 from app.core.exceptions import ConflictError
 from app.models.user import User
 from app.schemas.user import UserCreate
@@ -39,19 +41,23 @@ def user_from_args(
     )
 
 
-async def create_superuser(data: UserCreate) -> User:
-    async with session_factory() as session:
-        user = await AuthService(session).signup(data)
+async def create_superuser(database: Database, settings: Settings, data: UserCreate) -> User:
+    passwords = PasswordHasher.from_settings(settings)
+    async with database.session_factory() as session:
+        auth = AuthService(session, passwords, TokenCodec.from_settings(settings))
+        user = await auth.signup(data)
         user.is_superuser = True
         await session.commit()
     return user
 
 
 async def _create_superuser_and_close(data: UserCreate) -> None:
+    settings = Settings()
+    database = Database.from_settings(settings)
     try:
-        await create_superuser(data)
+        await create_superuser(database, settings, data)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

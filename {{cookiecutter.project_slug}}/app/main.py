@@ -1,4 +1,4 @@
-"""Application entry point: `uvicorn app.main:app`."""
+"""Application entry point: `uvicorn app.main:app` (or `uvicorn app.main:create_app --factory`)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,21 +8,64 @@ from fastapi.middleware.cors import CORSMiddleware
 from loguru import logger
 
 from app.api.routes import include_routes
-from app.core.config import Settings, get_settings
-from app.core.db import engine
+from app.core.auth import PasswordHasher, TokenCodec
+from app.core.config import Settings
+from app.core.db import Database
 from app.core.error_handlers import register_exception_handlers
 from app.core.logger import setup_logging
+from app.core.rate_limit import RateLimiter
+{%- if cookiecutter.use_redis %}
+from app.core.redis import create_redis
+{%- endif %}
 from app.middleware.logging import RequestContextMiddleware
+{%- if cookiecutter.use_b2_storage %}
+from app.services.back_blaze_b2 import BackBlaze
+{%- endif %}
 
 
 @asynccontextmanager
-async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    yield
-    await engine.dispose()
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build every resource from the app's settings; release them at shutdown.
+
+    Building does no I/O: a dependency that is down at start-up shows in readiness and in the
+    routes that need it, and the process still starts.
+    """
+    settings: Settings = app.state.settings
+    {%- if cookiecutter.use_redis %}
+    redis = create_redis(settings)
+    app.state.redis = redis
+    app.state.rate_limiter = RateLimiter(settings, redis)
+    {%- else %}
+    app.state.rate_limiter = RateLimiter(settings)
+    if settings.web_concurrency > 1:
+        logger.warning(
+            "WEB_CONCURRENCY={}: each worker process keeps its own rate-limit counts, so a "
+            "client gets up to {} times each limit; use Redis to share them",
+            settings.web_concurrency,
+            settings.web_concurrency,
+        )
+    {%- endif %}
+    app.state.database = Database.from_settings(settings)
+    app.state.passwords = PasswordHasher.from_settings(settings)
+    app.state.tokens = TokenCodec.from_settings(settings)
+    {%- if cookiecutter.use_b2_storage %}
+    # Authorizes with B2 on its first call, not here.
+    app.state.storage = BackBlaze(
+        settings.b2_application_key_id, settings.b2_application_key, realm=settings.b2_realm
+    ).select_bucket(settings.b2_bucket_name)
+    {%- endif %}
+    try:
+        yield
+    finally:
+        await app.state.database.dispose()
+        {%- if cookiecutter.use_redis %}
+        await redis.aclose()
+        {%- endif %}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    """The app for these settings (default: the environment and `.env`)."""
+    settings = settings or Settings()
     setup_logging(settings)
     docs = settings.show_docs
     app = FastAPI(
@@ -34,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         lifespan=lifespan,
     )
+    app.state.settings = settings
     register_exception_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -55,4 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """`app.main:app`, built from the environment on first use: importing this module (as the
+    tests do) reads no settings and builds nothing.
+    """
+    if name == "app":
+        app = create_app()
+        globals()["app"] = app
+        return app
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

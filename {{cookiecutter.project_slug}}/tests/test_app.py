@@ -8,8 +8,9 @@ from httpx import ASGITransport, AsyncClient
 from loguru import logger
 from pydantic import ValidationError
 
-from app.core.config import Environment, Settings, get_settings
+from app.core.config import Environment, Settings
 from app.main import create_app
+from tests.helpers import TEST_SETTINGS, make_settings
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -56,8 +57,8 @@ async def test_json_body_that_is_not_utf8_is_422(client: AsyncClient) -> None:
     assert_error_body(response.json(), "VALIDATION_ERROR")
 
 
-async def test_unexpected_error_is_a_clean_500(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = create_app()
+async def test_unexpected_error_is_a_clean_500() -> None:
+    app = create_app(TEST_SETTINGS)
 
     @app.get("/boom")
     async def boom() -> None:
@@ -104,7 +105,7 @@ def production_settings(**overrides: object) -> Settings:
         "secret_key": "p" * 64,
         **overrides,
     }
-    return get_settings().model_copy(update=values)
+    return make_settings(**values)
 
 
 async def test_production_adds_hsts_hides_docs_and_logs_json(
@@ -117,7 +118,7 @@ async def test_production_adds_hsts_hides_docs_and_logs_json(
             docs = await client.get("/docs")
             schema = await client.get("/openapi.json")
     finally:
-        create_app(get_settings())  # restore the test logging set-up
+        create_app(TEST_SETTINGS)  # restore the test logging set-up
     assert response.headers["strict-transport-security"].startswith("max-age=")
     assert docs.status_code == 404
     assert schema.status_code == 404
@@ -132,20 +133,20 @@ async def test_production_adds_hsts_hides_docs_and_logs_json(
 @pytest.mark.parametrize("secret", ["change-me", "", "too-short-but-not-empty"])
 def test_weak_secret_refused_outside_local(secret: str) -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY"):
-        Settings(current_environment=Environment.STAGING, secret_key=secret)
+        make_settings(current_environment=Environment.STAGING, secret_key=secret)
 
 
 def test_weak_secret_allowed_locally() -> None:
-    assert Settings(current_environment=Environment.LOCAL, secret_key="change-me").is_local
+    assert make_settings(current_environment=Environment.LOCAL, secret_key="change-me").is_local
 
 
 def test_docs_switch_overrides_the_environment() -> None:
     assert production_settings(docs_enabled=True).show_docs
-    assert not Settings(docs_enabled=False).show_docs
+    assert not make_settings(docs_enabled=False).show_docs
 
 
 async def test_cors_allows_configured_origins_only() -> None:
-    app = create_app(get_settings().model_copy(update={"cors_origins": ["https://ui.example"]}))
+    app = create_app(make_settings(cors_origins=["https://ui.example"]))
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
         allowed = await client.options(
             "/api/v1/users/me",

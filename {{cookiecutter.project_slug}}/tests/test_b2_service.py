@@ -22,7 +22,7 @@ from app.services.back_blaze_b2 import (
     StorageError,
     StorageUnavailableError,
 )
-from tests.conftest import make_storage
+from tests.helpers import make_storage
 
 BUCKET = "test-bucket"
 

@@ -2,18 +2,15 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import cli
-from app.api.v1.deps import db as db_deps
 from app.core.exceptions import ConflictError
 from app.models import User
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import PROJECT_ROOT, TEST_DATABASE_URL, TEST_SETTINGS, RollbackDatabase
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -32,26 +29,26 @@ def test_password_is_prompted_when_omitted() -> None:
     assert data.password == "typed at the prompt"
 
 
-async def test_create_superuser(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The session fixture already points the app at the rolled-back test transaction.
-    monkeypatch.setattr(cli, "session_factory", db_deps.session_factory)
+async def test_create_superuser(session: AsyncSession) -> None:
+    database = RollbackDatabase(await session.connection())
     data = cli.user_from_args(
         parse("--email", "Root@B.io", "--username", "root", "--password", "p" * 12)
     )
-    user = await cli.create_superuser(data)
+    user = await cli.create_superuser(database, TEST_SETTINGS, data)
     stored = await session.scalar(select(User).where(User.id == user.id))
     assert stored is not None
     assert stored.is_superuser
     assert stored.email == "root@b.io"
     with pytest.raises(ConflictError):
-        await cli.create_superuser(data)
+        await cli.create_superuser(database, TEST_SETTINGS, data)
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "app.cli", *argv],
         cwd=PROJECT_ROOT,
-        env=os.environ.copy(),
+        # The command reads its settings from the environment, as in production.
+        env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "BCRYPT_ROUNDS": "4"},
         capture_output=True,
         text=True,
         timeout=60,

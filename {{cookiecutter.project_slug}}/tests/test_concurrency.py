@@ -2,10 +2,10 @@
 
 import asyncio
 
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from app.core.db import session_factory
 from app.models import User
 
 SIGNUP = {
@@ -16,7 +16,9 @@ SIGNUP = {
 }
 
 
-async def test_concurrent_signups_with_one_email(committed_client: AsyncClient) -> None:
+async def test_concurrent_signups_with_one_email(
+    app: FastAPI, committed_client: AsyncClient
+) -> None:
     responses = await asyncio.gather(
         *(
             committed_client.post("/api/v1/auth/signup", json={**SIGNUP, "username": f"racer{n}"})
@@ -25,7 +27,7 @@ async def test_concurrent_signups_with_one_email(committed_client: AsyncClient) 
     )
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 19
-    async with session_factory() as session:
+    async with app.state.database.session_factory() as session:
         count = await session.scalar(
             select(func.count()).select_from(User).where(User.email == SIGNUP["email"])
         )

@@ -1,6 +1,6 @@
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -11,14 +11,11 @@ from sqlalchemy import select, text
 from httpx import AsyncClient
 from sqlalchemy import select
 {%- endif %}
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.api.v1.deps import db as db_deps
-from app.core import db as core_db
-from app.core.config import get_settings
-from app.core.db import create_engine, read_only
+from app.core.db import Database, create_engine
 from app.models import User
-from tests.conftest import UserFactory, auth_headers
+from tests.helpers import TEST_SETTINGS, UserFactory, auth_headers, make_settings
 
 
 async def test_timestamps_come_back_aware_and_in_utc(
@@ -59,21 +56,17 @@ async def signed_up(client: AsyncClient, username: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def small_engine(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncEngine]:
-    """The app on its own small engine, so a test can exhaust it."""
+async def small_engine(use_database: Callable[[Database], None]) -> AsyncIterator[AsyncEngine]:
+    """The app on its own small database, so a test can exhaust it."""
     {%- if cookiecutter.database == "postgresql" %}
-    settings = get_settings().model_copy(
-        update={"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 0.5}
-    )
+    settings = make_settings(db_pool_size=2, db_max_overflow=0, db_pool_timeout=0.5)
     {%- else %}
-    settings = get_settings().model_copy(update={"db_busy_timeout_ms": 200})
+    settings = make_settings(db_busy_timeout_ms=200)
     {%- endif %}
-    engine = create_engine(settings)
-    factory = async_sessionmaker(engine, expire_on_commit=False)
-    monkeypatch.setattr(db_deps, "session_factory", factory)
-    monkeypatch.setattr(core_db, "read_engine", read_only(engine))
-    yield engine
-    await engine.dispose()
+    database = Database.from_settings(settings)
+    use_database(database)
+    yield database.engine
+    await database.dispose()
 
 
 async def test_saturated_database_answers_503(
@@ -124,18 +117,17 @@ async def test_many_more_clients_than_connections_do_not_wedge(
 
 async def test_unreachable_database_answers_503(
     committed_client: AsyncClient,
-    monkeypatch: pytest.MonkeyPatch,
+    use_database: Callable[[Database], None],
     unreachable_database_url: str,
 ) -> None:
-    settings = get_settings().model_copy(update={"database_url": unreachable_database_url})
-    engine = create_engine(settings)
-    monkeypatch.setattr(db_deps, "session_factory", async_sessionmaker(engine))
+    database = Database.from_settings(make_settings(database_url=unreachable_database_url))
+    use_database(database)
     try:
         response = await committed_client.post(
             "/api/v1/auth/login", data={"username": "anyone", "password": "whatever-it-is"}
         )
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert response.status_code == 503
     assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
 {%- if cookiecutter.database == "postgresql" %}
@@ -148,7 +140,7 @@ async def test_connection_killed_by_the_server_answers_503_then_recovers(
     headers = await signed_up(committed_client, "survivor")
     async with small_engine.connect() as connection:
         pid = await connection.scalar(text("SELECT pg_backend_pid()"))
-    admin_engine = create_engine(get_settings())
+    admin_engine = create_engine(TEST_SETTINGS)
     async with admin_engine.connect() as admin:
         await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     await admin_engine.dispose()
@@ -167,7 +159,7 @@ async def test_pgbouncer_mode_leaves_no_prepared_statements(
     pgbouncer: bool, leaves_prepared_statements: bool
 ) -> None:
     """Behind PgBouncer in transaction mode, a named statement would outlive its connection."""
-    engine = create_engine(get_settings().model_copy(update={"db_pgbouncer": pgbouncer}))
+    engine = create_engine(make_settings(db_pgbouncer=pgbouncer))
     try:
         async with engine.connect() as connection:
             for value in range(3):
@@ -181,14 +173,17 @@ async def test_pgbouncer_mode_leaves_no_prepared_statements(
 
 
 async def test_reads_waiting_too_long_for_a_connection_answer_503(
-    committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+    committed_client: AsyncClient, use_database: Callable[[Database], None]
 ) -> None:
     headers = await signed_up(committed_client, "waiter")
-    slots = asyncio.Semaphore(1)
-    monkeypatch.setattr(core_db, "_read_slots", slots)
-    monkeypatch.setattr(core_db, "_READ_WAIT_SECONDS", 0.2)
-    async with slots:  # another request holds the only connection for reads
-        response = await committed_client.get("/api/v1/users/me", headers=headers)
+    database = Database(create_engine(TEST_SETTINGS), read_slots=1, read_wait_seconds=0.2)
+    use_database(database)
+    try:
+        async with database.read_connection():  # another request holds the only read slot
+            response = await committed_client.get("/api/v1/users/me", headers=headers)
+        recovered = await committed_client.get("/api/v1/users/me", headers=headers)
+    finally:
+        await database.dispose()
     assert response.status_code == 503
     assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
-    assert (await committed_client.get("/api/v1/users/me", headers=headers)).status_code == 200
+    assert recovered.status_code == 200

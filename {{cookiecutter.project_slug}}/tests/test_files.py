@@ -2,34 +2,34 @@
 
 import hashlib
 import io
-import os
 import uuid
 
 import pytest
 from b2sdk.v2 import RawSimulator
 from b2sdk.v2 import exception as b2_exc
-from fastapi import UploadFile
+from fastapi import FastAPI, UploadFile
 from httpx import AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers
 
 from app.api.v1.deps.storage import get_storage
-from app.core.config import get_settings
 from app.core.exceptions import ConflictError, PayloadTooLargeError
-from app.main import app
 from app.models.user import User
 from app.repos.file import FileRepository
 from app.services.back_blaze_b2 import BackBlaze, StorageError
 from app.services.files import FileService
-from tests.conftest import UserFactory, auth_headers, make_storage
+from tests.helpers import TEST_SETTINGS, UserFactory, auth_headers, make_storage
 
-BUCKET = os.environ["B2_BUCKET_NAME"]  # created by the `b2_storage` fixture
+BUCKET = TEST_SETTINGS.b2_bucket_name  # created by the `b2_storage` fixture
 FILES = "/api/v1/files"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
-def use(service: BackBlaze) -> None:
-    app.dependency_overrides[get_storage] = lambda: service
+def use(app: FastAPI, service: BackBlaze) -> None:
+    async def storage() -> BackBlaze:
+        return service
+
+    app.dependency_overrides[get_storage] = storage
 
 
 async def upload(
@@ -87,7 +87,7 @@ async def test_upload_list_read_download_delete(
 
     link = await client.get(f"{FILES}/{body['id']}/download", headers=headers)
     assert link.status_code == 200
-    assert link.json()["expires_in"] == get_settings().b2_link_valid_seconds
+    assert link.json()["expires_in"] == TEST_SETTINGS.b2_link_valid_seconds
     public_url = await b2_storage.get_public_url(stored.file_name)
     assert link.json()["url"].startswith(public_url + "?Authorization=")
 
@@ -153,7 +153,7 @@ async def test_too_large_is_413(
     b2_storage: BackBlaze,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(get_settings(), "b2_upload_max_bytes", len(PNG))
+    monkeypatch.setattr(TEST_SETTINGS, "b2_upload_max_bytes", len(PNG))
     user = await make_user()
     exact = await upload(client, user, PNG, name="ok.png", content_type="image/png")
     assert exact.status_code == 201, exact.text
@@ -167,8 +167,8 @@ async def test_too_large_is_413(
 async def test_size_is_counted_while_streaming_when_not_declared(
     session: AsyncSession, b2_storage: BackBlaze, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(get_settings(), "b2_upload_max_bytes", 100_000)
-    files = FileService(session, b2_storage, get_settings())
+    monkeypatch.setattr(TEST_SETTINGS, "b2_upload_max_bytes", 100_000)
+    files = FileService(session, b2_storage, TEST_SETTINGS)
     headers = Headers({"content-type": "text/plain"})
     # No declared size: the limit is enforced by counting chunks as they are read.
     oversized = UploadFile(io.BytesIO(b"x" * 100_001), filename="big.txt", headers=headers)
@@ -222,12 +222,13 @@ async def test_every_route_needs_authentication(
 
 
 async def test_rejected_credentials_are_503_not_500(
+    app: FastAPI,
     client: AsyncClient,
     make_user: UserFactory,
     b2_simulator: RawSimulator,
     b2_account: tuple[str, str],
 ) -> None:
-    use(make_storage(b2_simulator, b2_account[0], "wrong-key").select_bucket(BUCKET))
+    use(app, make_storage(b2_simulator, b2_account[0], "wrong-key").select_bucket(BUCKET))
     user = await make_user()
     response = await upload(client, user)
     assert_error(response, 503, "STORAGE_UNAUTHORIZED")
@@ -277,14 +278,10 @@ async def test_orphan_cleanup_failure_still_reports_the_original_error(
     assert_error(await upload(client, await make_user()), 409, "CONFLICT")
 
 
-def test_the_storage_dependency_is_built_from_settings_without_io() -> None:
-    get_storage.cache_clear()
-    try:
-        built = get_storage()
-        assert built is get_storage(), "one per process"
-        assert built.bucket_name == get_settings().b2_bucket_name
-    finally:
-        get_storage.cache_clear()
+def test_the_storage_is_built_in_the_lifespan_from_settings_without_io(app: FastAPI) -> None:
+    # The test settings hold no real key: any call to B2 while building it would have failed.
+    assert isinstance(app.state.storage, BackBlaze)
+    assert app.state.storage.bucket_name == TEST_SETTINGS.b2_bucket_name
 
 
 async def test_failed_storage_delete_keeps_the_record(
@@ -338,17 +335,33 @@ async def test_a_user_who_owns_files_cannot_be_deleted(
     assert gone.status_code == 204
 
 
-async def test_readiness_checks_storage(
-    committed_client: AsyncClient, b2_simulator: RawSimulator, b2_account: tuple[str, str]
+async def test_storage_outage_degrades_readiness_and_the_file_routes_only(
+    app: FastAPI,
+    committed_client: AsyncClient,
+    b2_simulator: RawSimulator,
+    b2_account: tuple[str, str],
 ) -> None:
+    """B2 is a soft dependency: readiness stays 200 and reports it; only /files fails."""
     ready = await committed_client.get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["storage"] == "ok"
 
-    use(make_storage(b2_simulator, b2_account[0], "wrong-key").select_bucket(BUCKET))
-    not_ready = await committed_client.get("/health/ready")
-    assert_error(not_ready, 503, "SERVICE_UNAVAILABLE")
-    assert "storage" in not_ready.json()["detail"]
+    use(app, make_storage(b2_simulator, b2_account[0], "wrong-key").select_bucket(BUCKET))
+    degraded = await committed_client.get("/health/ready")
+    assert degraded.status_code == 200, degraded.text
+    assert degraded.json()["status"] == "degraded"
+    assert degraded.json()["checks"] == {**degraded.json()["checks"], "storage": "down"}
+    signup = await committed_client.post(
+        "/api/v1/auth/signup",
+        json={
+            "username": "stillhere",
+            "email": "stillhere@example.com",
+            "first_name": "Still",
+            "last_name": "Here",
+            "password": "a sound password",
+        },
+    )
+    assert signup.status_code == 201, signup.text
 
 
 async def test_openapi_documents_the_error_responses(client: AsyncClient) -> None:

@@ -1,8 +1,16 @@
-import pytest
-from httpx import AsyncClient
-from sqlalchemy.ext.asyncio import create_async_engine
+from collections.abc import AsyncIterator, Callable
 
-from app.core import db as core_db
+import pytest
+{%- if cookiecutter.use_redis %}
+from fastapi import FastAPI
+{%- endif %}
+from httpx import AsyncClient
+
+from app.core.db import Database
+{%- if cookiecutter.use_redis %}
+from app.core.redis import create_redis
+{%- endif %}
+from tests.helpers import make_settings
 
 
 async def test_liveness_needs_no_database(client: AsyncClient) -> None:
@@ -11,22 +19,65 @@ async def test_liveness_needs_no_database(client: AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_readiness_checks_the_database(committed_client: AsyncClient) -> None:
+async def test_readiness_checks_every_dependency(committed_client: AsyncClient) -> None:
     response = await committed_client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json()["checks"]["database"] == "ok"
+    assert response.json() == {
+        "status": "ok",
+        "checks": {
+            "database": "ok",
+            {%- if cookiecutter.use_redis %}
+            "redis": "ok",
+            {%- endif %}
+            {%- if cookiecutter.use_b2_storage %}
+            "storage": "ok",
+            {%- endif %}
+        },
+    }
 
 
-async def test_readiness_names_the_failing_database(
-    committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch, unreachable_database_url: str
+@pytest.fixture
+async def unreachable_database(unreachable_database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_settings(make_settings(database_url=unreachable_database_url))
+    yield database
+    await database.dispose()
+
+
+async def test_readiness_fails_when_the_database_is_down(
+    committed_client: AsyncClient,
+    use_database: Callable[[Database], None],
+    unreachable_database: Database,
 ) -> None:
-    broken = create_async_engine(unreachable_database_url)
-    monkeypatch.setattr(core_db, "read_engine", core_db.read_only(broken))
-    try:
-        response = await committed_client.get("/health/ready")
-    finally:
-        await broken.dispose()
+    use_database(unreachable_database)
+    response = await committed_client.get("/health/ready")
     assert response.status_code == 503
     body = response.json()
     assert body["error_code"] == "SERVICE_UNAVAILABLE"
     assert "database" in body["detail"]
+
+
+async def test_liveness_holds_when_the_database_is_down(
+    committed_client: AsyncClient,
+    use_database: Callable[[Database], None],
+    unreachable_database: Database,
+) -> None:
+    use_database(unreachable_database)
+    assert (await committed_client.get("/health")).status_code == 200
+{%- if cookiecutter.use_redis %}
+
+
+async def test_readiness_reports_redis_down_and_stays_ready(
+    app: FastAPI, committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis is a soft dependency: its outage must not take every replica out of service."""
+    down = create_redis(make_settings(redis_url="redis://127.0.0.1:1/0"))
+    monkeypatch.setattr(app.state, "redis", down)
+    try:
+        response = await committed_client.get("/health/ready")
+    finally:
+        await down.aclose()
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["redis"] == "down"
+    assert response.json()["checks"]["database"] == "ok"
+{%- endif %}

@@ -6,10 +6,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from app.core.config import get_settings
 from app.core.db import create_engine
 from app.models import Base
-from tests.conftest import alembic_config
+from tests.helpers import alembic_config, make_settings
 
 
 def _schema_state(connection: Connection) -> tuple[set[str], list[object]]:
@@ -20,7 +19,7 @@ def _schema_state(connection: Connection) -> tuple[set[str], list[object]]:
 
 async def test_migrations_round_trip_without_drift(empty_database_url: str) -> None:
     config = alembic_config(empty_database_url)
-    engine = create_engine(get_settings().model_copy(update={"database_url": empty_database_url}))
+    engine = create_engine(make_settings(database_url=empty_database_url))
     try:
         await asyncio.to_thread(command.upgrade, config, "head")
         await asyncio.to_thread(command.downgrade, config, "base")

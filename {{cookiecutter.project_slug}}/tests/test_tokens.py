@@ -10,13 +10,12 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import auth as auth_module
-from app.core.auth import JWT_ALGORITHM, TokenType, create_token
-from app.core.config import get_settings
+from app.core.auth import JWT_ALGORITHM, TokenType
 from app.models import User
 from app.models.base import utc_now
-from tests.conftest import UserFactory, auth_headers
+from tests.helpers import TEST_SETTINGS, TOKENS, UserFactory, auth_headers
 
-SECRET = get_settings().secret_key.get_secret_value()
+SECRET = TEST_SETTINGS.secret_key.get_secret_value()
 
 
 def claims_for(user: User, **overrides: object) -> dict[str, object]:
@@ -37,7 +36,7 @@ def _alg_none(user: User) -> str:
 
 
 def _tampered(user: User) -> str:
-    header, _payload, signature = create_token(user.id, TokenType.ACCESS).token.split(".")
+    header, _payload, signature = TOKENS.create(user.id, TokenType.ACCESS).token.split(".")
     forged = jwt.encode(claims_for(user, sub=str(uuid.uuid4())), SECRET, JWT_ALGORITHM)
     return ".".join([header, forged.split(".")[1], signature])
 
@@ -57,7 +56,7 @@ BAD_TOKENS: dict[str, Callable[[User], str]] = {
     "no-exp": lambda u: jwt.encode(claims_for(u, exp=None), SECRET, JWT_ALGORITHM),
     "bad-subject": lambda u: jwt.encode(claims_for(u, sub="42"), SECRET, JWT_ALGORITHM),
     "unknown-type": lambda u: jwt.encode(claims_for(u, type="id"), SECRET, JWT_ALGORITHM),
-    "refresh-as-access": lambda u: create_token(u.id, TokenType.REFRESH).token,
+    "refresh-as-access": lambda u: TOKENS.create(u.id, TokenType.REFRESH).token,
 }
 
 
@@ -94,7 +93,7 @@ async def test_access_token_as_refresh_token_is_401(
     client: AsyncClient, make_user: UserFactory
 ) -> None:
     user = await make_user()
-    access = create_token(user.id, TokenType.ACCESS).token
+    access = TOKENS.create(user.id, TokenType.ACCESS).token
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": access})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -103,7 +102,7 @@ async def test_access_token_as_refresh_token_is_401(
 async def test_unknown_refresh_token_is_401(client: AsyncClient, make_user: UserFactory) -> None:
     """Correctly signed, but never issued (no row): refused."""
     user = await make_user()
-    refresh = create_token(user.id, TokenType.REFRESH).token
+    refresh = TOKENS.create(user.id, TokenType.REFRESH).token
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
     assert response.status_code == 401
 

@@ -3,7 +3,7 @@ import uuid
 import pytest
 from httpx import AsyncClient
 
-from tests.conftest import DEFAULT_PASSWORD, UserFactory, auth_headers
+from tests.helpers import DEFAULT_PASSWORD, UserFactory, auth_headers
 
 
 async def test_read_me(client: AsyncClient, make_user: UserFactory) -> None:

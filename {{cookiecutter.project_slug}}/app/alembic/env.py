@@ -5,7 +5,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app.core.config import get_settings
+from app.core.config import Settings
 from app.core.db import create_engine
 from app.models import Base
 
@@ -15,7 +15,7 @@ target_metadata = Base.metadata
 
 def _database_url() -> str:
     # Tests pass their own database through the Alembic config; everything else uses settings.
-    return config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    return config.get_main_option("sqlalchemy.url") or Settings().database_url
 
 
 def _configure(connection: Connection | None = None) -> None:
@@ -37,7 +37,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    settings = get_settings().model_copy(update={"database_url": _database_url()})
+    settings = Settings().model_copy(update={"database_url": _database_url()})
     engine = create_engine(settings)
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)

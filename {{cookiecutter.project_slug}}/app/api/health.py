@@ -1,12 +1,20 @@
 import asyncio
+from collections.abc import Awaitable, Callable
+
+{%- if cookiecutter.use_redis %}
+
+from fastapi import APIRouter, Request
+{%- else %}
 
 from fastapi import APIRouter
+{%- endif %}
 from loguru import logger
 from sqlalchemy import text
-{% if cookiecutter.use_b2_storage %}
+
+from app.api.v1.deps.db import DatabaseDep
+{%- if cookiecutter.use_b2_storage %}
 from app.api.v1.deps.storage import StorageDep
 {%- endif %}
-from app.core import db
 from app.core.exceptions import ServiceUnavailableError
 from app.core.responses import error_responses
 
@@ -21,31 +29,50 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check_database() -> None:
-    # A lone read: no transaction to begin, and on SQLite no wait for the write lock.
-    async with db.read_connection() as connection:
-        await connection.execute(text("SELECT 1"))
+async def _answers(name: str, check: Callable[[], Awaitable[object]]) -> bool:
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+            await check()
+    except Exception:  # noqa: BLE001 - any failure means "down"
+        logger.opt(exception=True).warning("Readiness check {} failed", name)
+        return False
+    return True
 
 
 @router.get("/ready", responses=error_responses(503))
-{%- if cookiecutter.use_b2_storage %}
-async def ready(storage: StorageDep) -> dict[str, str | dict[str, str]]:
-{%- else %}
-async def ready() -> dict[str, str | dict[str, str]]:
-{%- endif %}
-    """Readiness: every dependency answers within a couple of seconds, or 503 names it."""
-    checks = {"database": _check_database}
-    {%- if cookiecutter.use_b2_storage %}
-    checks["storage"] = storage.check
+async def ready(
+    database: DatabaseDep,
+    {%- if cookiecutter.use_redis %}
+    request: Request,
     {%- endif %}
-    failed = []
-    for name, check in checks.items():
-        try:
-            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-                await check()
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
-            logger.opt(exception=True).warning("Readiness check {} failed", name)
-            failed.append(name)
-    if failed:
-        raise ServiceUnavailableError(f"Not ready: {', '.join(failed)} unavailable")
-    return {"status": "ok", "checks": dict.fromkeys(checks, "ok")}
+    {%- if cookiecutter.use_b2_storage %}
+    storage: StorageDep,
+    {%- endif %}
+) -> dict[str, str | dict[str, str]]:
+    {%- if cookiecutter.use_redis or cookiecutter.use_b2_storage %}
+    """Readiness: 503 only when the database, the one hard dependency, does not answer.
+
+    Soft dependencies show their state in `checks` ("down") and `status` becomes "degraded",
+    but the answer stays 200: their outage hits every replica at once, and taking them all
+    out of the load balancer would turn a degraded service into no service.
+    """
+    {%- else %}
+    """Readiness: 503 when the database does not answer."""
+    {%- endif %}
+
+    async def select_one() -> None:
+        # A lone read: no transaction to begin, and on SQLite no wait for the write lock.
+        async with database.read_connection() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    if not await _answers("database", select_one):
+        raise ServiceUnavailableError("Not ready: database unavailable")
+    checks = {"database": "ok"}
+    {%- if cookiecutter.use_redis %}
+    checks["redis"] = "ok" if await _answers("redis", request.app.state.redis.ping) else "down"
+    {%- endif %}
+    {%- if cookiecutter.use_b2_storage %}
+    checks["storage"] = "ok" if await _answers("storage", storage.check) else "down"
+    {%- endif %}
+    status = "ok" if all(state == "ok" for state in checks.values()) else "degraded"
+    return {"status": status, "checks": checks}

@@ -1,10 +1,10 @@
 """Settings, read from the environment and `.env`."""
 
 import enum
-from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INSECURE_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret"})
@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
     # PgBouncer in transaction mode cannot keep prepared statements between transactions.
     db_pgbouncer: bool = False
+    # The server's max_connections left for this service. When set, every process's pool
+    # must fit: (DB_POOL_SIZE + DB_MAX_OVERFLOW) x WEB_CONCURRENCY x MAX_REPLICAS.
+    db_max_connections: int | None = Field(default=None, ge=1)
+    max_replicas: int = Field(default=1, ge=1)
     {%- else %}
 
     database_url: str = "sqlite+aiosqlite:///./app.db"
@@ -53,11 +57,30 @@ class Settings(BaseSettings):
 
     backend_host: str = "0.0.0.0"  # noqa: S104 - the container's port mapping decides exposure
     backend_port: int = 8000
+    # Read by uvicorn itself (its --workers default); known here for the start-up checks.
+    web_concurrency: int = Field(default=1, ge=1)
     cors_origins: list[str] = []
     docs_enabled: bool | None = None
 
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool | None = None
+    {%- if cookiecutter.use_redis %}
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_connect_timeout: float = Field(default=1.0, gt=0)
+    redis_socket_timeout: float = Field(default=1.0, gt=0)
+    # Every key this service writes starts with it, so services can share one Redis.
+    redis_key_prefix: str = Field(default="{{ cookiecutter.project_slug }}", min_length=1)
+    {%- endif %}
+
+    # Auth rate limits, in the `limits` notation ("5/minute", "100/hour"). Login counts failed
+    # attempts only, per account and per client address; the others count every request per
+    # client address.
+    rate_limit_login_account: str = "5/minute"
+    rate_limit_login_address: str = "20/minute"
+    rate_limit_signup: str = "10/minute"
+    rate_limit_refresh: str = "30/minute"
+    rate_limit_password_change: str = "5/minute"  # noqa: S105 - a rate, not a password
     {%- if cookiecutter.use_b2_storage %}
 
     b2_application_key_id: str
@@ -72,6 +95,40 @@ class Settings(BaseSettings):
         "text/plain",
     ]
     b2_link_valid_seconds: int = Field(default=3600, ge=1, le=604_800)
+    {%- endif %}
+
+    @field_validator(
+        "rate_limit_login_account",
+        "rate_limit_login_address",
+        "rate_limit_signup",
+        "rate_limit_refresh",
+        "rate_limit_password_change",
+    )
+    @classmethod
+    def _parse_rate_limit(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            msg = f"{value!r} is not a rate limit like '5/minute' or '100/hour'"
+            raise ValueError(msg) from exc
+        return value
+    {%- if cookiecutter.database == "postgresql" %}
+
+    @model_validator(mode="after")
+    def _pools_fit_the_server(self) -> Self:
+        if self.db_max_connections is None:
+            return self
+        needed = (
+            (self.db_pool_size + self.db_max_overflow) * self.web_concurrency * self.max_replicas
+        )
+        if needed > self.db_max_connections:
+            msg = (
+                f"(DB_POOL_SIZE + DB_MAX_OVERFLOW) x WEB_CONCURRENCY x MAX_REPLICAS = {needed} "
+                f"connections, more than DB_MAX_CONNECTIONS={self.db_max_connections}; lower the "
+                "pool or the process count, or put PgBouncer in front (DB_PGBOUNCER=true)"
+            )
+            raise ValueError(msg)
+        return self
     {%- endif %}
 
     @model_validator(mode="after")
@@ -103,8 +160,3 @@ class Settings(BaseSettings):
         if self.log_json is not None:
             return self.log_json
         return not self.is_local
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

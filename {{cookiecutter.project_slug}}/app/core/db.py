@@ -4,7 +4,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -52,7 +52,7 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
@@ -64,7 +64,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 
 READ_ONLY_OPTION = "app_read_only"
 
@@ -105,39 +105,53 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 {%- endif %}
 
 
-settings = get_settings()
-engine = create_engine(settings)
-session_factory = async_sessionmaker(engine, expire_on_commit=False)
-read_engine = read_only(engine)
-{%- if cookiecutter.database == "postgresql" %}
-_read_slots = asyncio.Semaphore(settings.db_pool_size)
-_READ_WAIT_SECONDS = settings.db_pool_timeout
-{%- else %}
-_read_slots = asyncio.Semaphore(engine.pool.size())  # type: ignore[attr-defined]
-_READ_WAIT_SECONDS = 30.0
-{%- endif %}
-
-
-@asynccontextmanager
-async def read_connection() -> AsyncIterator[AsyncConnection]:
-    """A connection for reads that need no transaction of their own.
-
-    For the lookups every request makes (the current user): no session, no unit of work, and
-    the pooled connection is held for the query alone. Callers queue for it in arrival order:
-    the pool itself lets a newcomer take a freed connection ahead of requests that were already
-    waiting, and under a burst some of those would wait until they time out.
+class Database:
+    """The engine, the session factory and the queue for lone reads: one per app, built in its
+    lifespan from its settings.
     """
-    if _read_slots.locked():
+
+    def __init__(self, engine: AsyncEngine, *, read_slots: int, read_wait_seconds: float) -> None:
+        self.engine = engine
+        self.session_factory = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_engine = read_only(engine)
+        self._read_slots = asyncio.Semaphore(read_slots)
+        self._read_wait_seconds = read_wait_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        engine = create_engine(settings)
+        {%- if cookiecutter.database == "postgresql" %}
+        return cls(
+            engine, read_slots=settings.db_pool_size, read_wait_seconds=settings.db_pool_timeout
+        )
+        {%- else %}
+        pool_size: int = engine.pool.size()  # type: ignore[attr-defined]
+        return cls(engine, read_slots=pool_size, read_wait_seconds=30.0)
+        {%- endif %}
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads that need no transaction of their own.
+
+        For the lookups every request makes (the current user): no session, no unit of work,
+        and the pooled connection is held for the query alone. Callers queue for it in arrival
+        order: the pool itself lets a newcomer take a freed connection ahead of requests that
+        were already waiting, and under a burst some of those would wait until they time out.
+        """
+        if self._read_slots.locked():
+            try:
+                async with asyncio.timeout(self._read_wait_seconds):
+                    await self._read_slots.acquire()
+            except TimeoutError as exc:
+                msg = "no database connection became free in time"
+                raise PoolTimeoutError(msg) from exc
+        else:
+            await self._read_slots.acquire()  # a free slot: returns at once, no timer needed
         try:
-            async with asyncio.timeout(_READ_WAIT_SECONDS):
-                await _read_slots.acquire()
-        except TimeoutError as exc:
-            msg = "no database connection became free in time"
-            raise PoolTimeoutError(msg) from exc
-    else:
-        await _read_slots.acquire()  # a free slot: returns at once, no timer needed
-    try:
-        async with read_engine.connect() as connection:
-            yield connection
-    finally:
-        _read_slots.release()
+            async with self._read_engine.connect() as connection:
+                yield connection
+        finally:
+            self._read_slots.release()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

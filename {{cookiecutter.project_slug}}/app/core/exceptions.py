@@ -57,6 +57,12 @@ class UnsupportedMediaTypeError(AppError):
     detail = "Unsupported media type"
 
 
+class RateLimitedError(AppError):
+    status_code = 429
+    error_code = "RATE_LIMITED"
+    detail = "Too many requests; try again later"
+
+
 class BadGatewayError(AppError):
     status_code = 502
     error_code = "BAD_GATEWAY"

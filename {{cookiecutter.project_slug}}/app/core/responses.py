@@ -14,6 +14,7 @@ ERROR_DESCRIPTIONS = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    429: "Rate limit reached: retry after `Retry-After` seconds",
     500: "Unexpected server error",
     502: "An upstream service failed",
     503: "A dependency is unavailable",

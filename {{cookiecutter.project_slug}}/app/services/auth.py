@@ -1,19 +1,13 @@
 """Sign-up, login and the refresh-token lifecycle: the multi-step logic behind /auth."""
 
+import hashlib
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.auth import (
-    IssuedToken,
-    TokenType,
-    create_token,
-    decode_token,
-    hash_password,
-    verify_password,
-)
-from app.core.config import get_settings
+from app.core.auth import IssuedToken, PasswordHasher, TokenCodec, TokenType
 from app.core.exceptions import AuthenticationError, BadRequestError, PermissionDeniedError
+from app.core.rate_limit import RateLimiter
 from app.models.user import User
 from app.repos.refresh_token import RefreshTokenRepository
 from app.repos.user import UserRepository
@@ -21,9 +15,44 @@ from app.schemas.token import TokenPair
 from app.schemas.user import PasswordChange, UserCreate
 
 
+class LoginLimits:
+    """Failed logins, counted per account and per client address.
+
+    An account is counted under the login text it was tried with, which is known before any
+    query, and under the user it names, once looked up: trying the e-mail after the username
+    draws on the same budget.
+    """
+
+    def __init__(self, limiter: RateLimiter, login: str, address: str) -> None:
+        self.limiter = limiter
+        # A digest: any login text makes a short key, and the limit store holds no usernames.
+        digest = hashlib.sha256(login.strip().lower().encode()).hexdigest()[:32]
+        self.accounts = [f"login:{digest}"]
+        self.address = address
+
+    def found(self, user: User | None) -> None:
+        if user is not None:
+            self.accounts.append(f"user:{user.id}")
+
+    async def check(self) -> None:
+        """429 when a budget is used up."""
+        await self.limiter.check("login_address", self.address)
+        for account in self.accounts:
+            await self.limiter.check("login_account", account)
+
+    async def record_failure(self) -> None:
+        await self.limiter.hit("login_address", self.address)
+        for account in self.accounts:
+            await self.limiter.hit("login_account", account)
+
+
 class AuthService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, passwords: PasswordHasher, tokens: TokenCodec
+    ) -> None:
         self.session = session
+        self.passwords = passwords
+        self.codec = tokens
         self.users = UserRepository(session)
         self.tokens = RefreshTokenRepository(session)
 
@@ -33,24 +62,32 @@ class AuthService:
             email=data.email,
             first_name=data.first_name,
             last_name=data.last_name,
-            hashed_password=await hash_password(data.password),
+            hashed_password=await self.passwords.hash(data.password),
         )
         return await self.users.create(user)
 
-    async def login(self, login: str, password: str) -> TokenPair:
+    async def login(self, login: str, password: str, limits: LoginLimits) -> TokenPair:
+        # A used-up budget answers before any database or password work.
+        await limits.check()
         user = await self.users.get_by_login(login)
+        limits.found(user)
         # End the read before the slow hash: no pooled connection or SQLite lock is held while
         # hashing, so a login storm cannot starve other requests of the database.
         await self.session.commit()
-        password_ok = await verify_password(password, user.hashed_password if user else None)
+        # Checked again when this attempt's turn to hash comes: attempts that queued up before
+        # the budget ran out are refused without hashing.
+        password_ok = await self.passwords.verify(
+            password, user.hashed_password if user else None, before_check=limits.check
+        )
         if user is None or not password_ok:
+            await limits.record_failure()
             raise AuthenticationError("Incorrect username or password")
         if not user.is_active:
             raise PermissionDeniedError("Inactive user")
         return await self._issue_pair(user.id, family_id=uuid.uuid4())
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        claims = decode_token(refresh_token, TokenType.REFRESH)
+        claims = self.codec.decode(refresh_token, TokenType.REFRESH)
         if not await self.tokens.revoke_if_active(claims.jti):
             await self._handle_dead_token(claims.jti)
         stored = await self.tokens.get(claims.jti)
@@ -62,14 +99,14 @@ class AuthService:
         return await self._issue_pair(user.id, family_id=stored.family_id)
 
     async def logout(self, refresh_token: str) -> None:
-        claims = decode_token(refresh_token, TokenType.REFRESH)
+        claims = self.codec.decode(refresh_token, TokenType.REFRESH)
         await self.tokens.revoke_if_active(claims.jti)
 
     async def change_password(self, user: User, data: PasswordChange) -> None:
-        if not await verify_password(data.current_password, user.hashed_password):
+        if not await self.passwords.verify(data.current_password, user.hashed_password):
             raise BadRequestError("Current password is incorrect")
         await self.users.update_fields(
-            user, {"hashed_password": await hash_password(data.new_password)}
+            user, {"hashed_password": await self.passwords.hash(data.new_password)}
         )
         await self.tokens.revoke_all_for_user(user.id)
 
@@ -84,8 +121,8 @@ class AuthService:
         raise AuthenticationError("Refresh token has been revoked")
 
     async def _issue_pair(self, user_id: uuid.UUID, *, family_id: uuid.UUID) -> TokenPair:
-        access = create_token(user_id, TokenType.ACCESS)
-        refresh: IssuedToken = create_token(user_id, TokenType.REFRESH)
+        access = self.codec.create(user_id, TokenType.ACCESS)
+        refresh: IssuedToken = self.codec.create(user_id, TokenType.REFRESH)
         await self.tokens.create(
             jti=refresh.claims.jti,
             user_id=user_id,
@@ -95,5 +132,5 @@ class AuthService:
         return TokenPair(
             access_token=access.token,
             refresh_token=refresh.token,
-            expires_in=get_settings().access_token_expire_minutes * 60,
+            expires_in=int(self.codec.access_lifetime.total_seconds()),
         )

@@ -1,18 +1,35 @@
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.core import db
-from app.core.auth import TokenType, decode_token
+from app.api.v1.deps.db import DatabaseDep, SessionDep
+from app.core.auth import PasswordHasher, TokenCodec, TokenType
 from app.core.exceptions import AuthenticationError, PermissionDeniedError
 from app.models.user import User
 from app.repos.user import UserReader
+from app.services.auth import AuthService
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
-async def get_current_user(token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+async def get_tokens(request: Request) -> TokenCodec:
+    tokens: TokenCodec = request.app.state.tokens
+    return tokens
+
+
+async def get_passwords(request: Request) -> PasswordHasher:
+    passwords: PasswordHasher = request.app.state.passwords
+    return passwords
+
+
+TokensDep = Annotated[TokenCodec, Depends(get_tokens)]
+PasswordsDep = Annotated[PasswordHasher, Depends(get_passwords)]
+
+
+async def get_current_user(
+    token: Annotated[str | None, Depends(oauth2_scheme)], database: DatabaseDep, tokens: TokensDep
+) -> User:
     """The token's user, read fresh on every request so deactivation takes effect at once.
 
     The read needs no request session: endpoints that only read the user open none, and no
@@ -20,8 +37,8 @@ async def get_current_user(token: Annotated[str | None, Depends(oauth2_scheme)])
     """
     if token is None:
         raise AuthenticationError("Not authenticated")
-    claims = decode_token(token, TokenType.ACCESS)
-    async with db.read_connection() as connection:
+    claims = tokens.decode(token, TokenType.ACCESS)
+    async with database.read_connection() as connection:
         user = await UserReader(connection).get(claims.subject)
     if user is None:
         raise AuthenticationError("User no longer exists")
@@ -36,5 +53,12 @@ async def get_current_superuser(user: Annotated[User, Depends(get_current_user)]
     return user
 
 
+async def get_auth_service(
+    session: SessionDep, passwords: PasswordsDep, tokens: TokensDep
+) -> AuthService:
+    return AuthService(session, passwords, tokens)
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentSuperuser = Annotated[User, Depends(get_current_superuser)]
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

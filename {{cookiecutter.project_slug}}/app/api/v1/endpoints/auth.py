@@ -1,13 +1,14 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.v1.deps.db import SessionDep
+from app.api.v1.deps.auth import AuthServiceDep
+from app.api.v1.deps.rate_limit import RateLimiterDep, client_address, limit_per_address
 from app.core.responses import error_responses
 from app.schemas.token import RefreshRequest, TokenPair
 from app.schemas.user import UserCreate, UserRead
-from app.services.auth import AuthService
+from app.services.auth import LoginLimits
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -16,27 +17,39 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/signup",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=error_responses(409, 422),
+    responses=error_responses(409, 422, 429),
+    dependencies=[Depends(limit_per_address("signup"))],
 )
-async def signup(data: UserCreate, session: SessionDep) -> UserRead:
-    user = await AuthService(session).signup(data)
+async def signup(data: UserCreate, auth: AuthServiceDep) -> UserRead:
+    user = await auth.signup(data)
     return UserRead.model_validate(user)
 
 
-@router.post("/login", responses=error_responses(401, 403, 422))
+@router.post("/login", responses=error_responses(401, 403, 422, 429))
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    auth: AuthServiceDep,
+    limiter: RateLimiterDep,
 ) -> TokenPair:
-    """OAuth2 password flow; `username` may be the username or the email."""
-    return await AuthService(session).login(form.username, form.password)
+    """OAuth2 password flow; `username` may be the username or the email.
+
+    Failed attempts are limited per account and per client address; a success costs nothing.
+    """
+    limits = LoginLimits(limiter, form.username, client_address(request))
+    return await auth.login(form.username, form.password, limits)
 
 
-@router.post("/refresh", responses=error_responses(401, 403, 422))
-async def refresh(data: RefreshRequest, session: SessionDep) -> TokenPair:
+@router.post(
+    "/refresh",
+    responses=error_responses(401, 403, 422, 429),
+    dependencies=[Depends(limit_per_address("refresh"))],
+)
+async def refresh(data: RefreshRequest, auth: AuthServiceDep) -> TokenPair:
     """Rotate a refresh token: it is dead afterwards, and reusing it revokes its whole family."""
-    return await AuthService(session).refresh(data.refresh_token)
+    return await auth.refresh(data.refresh_token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 422))
-async def logout(data: RefreshRequest, session: SessionDep) -> None:
-    await AuthService(session).logout(data.refresh_token)
+async def logout(data: RefreshRequest, auth: AuthServiceDep) -> None:
+    await auth.logout(data.refresh_token)

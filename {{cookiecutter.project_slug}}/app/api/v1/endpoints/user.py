@@ -3,15 +3,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from app.api.v1.deps.auth import CurrentSuperuser, CurrentUser
+from app.api.v1.deps.auth import AuthServiceDep, CurrentSuperuser, CurrentUser
 from app.api.v1.deps.db import SessionDep
+from app.api.v1.deps.rate_limit import limit_per_address
 from app.core.exceptions import NotFoundError
 from app.core.responses import error_responses
 from app.models.user import User
 from app.repos.user import UserRepository
 from app.schemas.base import Page, PageParams, page_params
 from app.schemas.user import PasswordChange, UserAdminUpdate, UserRead, UserUpdate
-from app.services.auth import AuthService
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -32,11 +32,12 @@ async def update_me(data: UserUpdate, user: CurrentUser, session: SessionDep) ->
 @router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(400, *AUTH_ERRORS, 422),
+    responses=error_responses(400, *AUTH_ERRORS, 422, 429),
+    dependencies=[Depends(limit_per_address("password_change"))],
 )
-async def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
+async def change_password(data: PasswordChange, user: CurrentUser, auth: AuthServiceDep) -> None:
     """Change the password; every refresh token of the user is revoked."""
-    await AuthService(session).change_password(user, data)
+    await auth.change_password(user, data)
 
 
 @router.get("", responses=error_responses(*AUTH_ERRORS, 422))

@@ -1,0 +1,152 @@
+"""Rate limits for the auth routes, counted by the `limits` library.
+
+{%- if cookiecutter.use_redis %}
+
+The counts live in Redis, shared by every worker and replica. When Redis cannot be reached,
+the limits fall back to this process's memory, so requests keep being answered and limited:
+the outage is logged once when it starts and once when it ends, and Redis is tried again at
+most once every `REDIS_RETRY_SECONDS` meanwhile.
+{%- else %}
+
+The counts live in this process's memory: each worker process counts on its own.
+{%- endif %}
+"""
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from limits import RateLimitItem, parse
+{%- if cookiecutter.use_redis %}
+from limits.aio.storage import MemoryStorage, RedisStorage
+{%- else %}
+from limits.aio.storage import MemoryStorage
+{%- endif %}
+from limits.aio.strategies import MovingWindowRateLimiter
+{%- if cookiecutter.use_redis %}
+from limits.errors import StorageError
+from loguru import logger
+from redis.asyncio import Redis
+{%- endif %}
+
+from app.core.config import Settings
+from app.core.exceptions import RateLimitedError
+
+{%- if cookiecutter.use_redis %}
+
+REDIS_RETRY_SECONDS = 1.0
+{%- endif %}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """Where one client stands against one limit, as the standard response headers say it."""
+
+    limit: RateLimitItem
+    remaining: int
+    reset_at: float  # epoch seconds
+
+    def headers(self) -> dict[str, str]:
+        reset_after = max(1, math.ceil(self.reset_at - time.time()))
+        window = self.limit.get_expiry()
+        return {
+            "RateLimit-Limit": str(self.limit.amount),
+            "RateLimit-Remaining": str(max(0, self.remaining)),
+            "RateLimit-Reset": str(reset_after),
+            "RateLimit-Policy": f"{self.limit.amount};w={window}",
+        }
+
+    def error(self) -> RateLimitedError:
+        headers = self.headers()
+        return RateLimitedError(headers={"Retry-After": headers["RateLimit-Reset"], **headers})
+
+
+class RateLimiter:
+    """The named limits of the settings (`login_account`, `signup`, ...), per key."""
+    {%- if cookiecutter.use_redis %}
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+    {%- else %}
+
+    def __init__(self, settings: Settings) -> None:
+    {%- endif %}
+        self.limits: dict[str, RateLimitItem] = {
+            "login_account": parse(settings.rate_limit_login_account),
+            "login_address": parse(settings.rate_limit_login_address),
+            "signup": parse(settings.rate_limit_signup),
+            "refresh": parse(settings.rate_limit_refresh),
+            "password_change": parse(settings.rate_limit_password_change),
+        }
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        {%- if cookiecutter.use_redis %}
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            # One Redis client per process: the limits share its connection pool. (`limits`
+            # types these pass-through options narrowly; redis-py takes a pool here.)
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+            key_prefix=f"{settings.redis_key_prefix}:limits",
+            wrap_exceptions=True,
+        )
+        self._shared = MovingWindowRateLimiter(storage)
+        self._shared_down_since: float | None = None
+        {%- endif %}
+
+    async def hit(self, name: str, key: str) -> LimitState:
+        """Count one attempt; raise `RateLimitedError` (429) when the limit is used up."""
+        limit = self.limits[name]
+        allowed = await self._run(lambda limiter: limiter.hit(limit, name, key))
+        state = await self._state(limit, name, key)
+        if not allowed:
+            raise state.error()
+        return state
+
+    async def check(self, name: str, key: str) -> LimitState:
+        """Raise `RateLimitedError` (429) when the limit is used up; counts nothing."""
+        limit = self.limits[name]
+        state = await self._state(limit, name, key)
+        if state.remaining <= 0:
+            raise state.error()
+        return state
+
+    async def reset(self) -> None:
+        """Forget every count (for tests)."""
+        await self._memory.storage.reset()
+        {%- if cookiecutter.use_redis %}
+        await self._run(lambda limiter: limiter.storage.reset())
+        {%- endif %}
+
+    async def _state(self, limit: RateLimitItem, name: str, key: str) -> LimitState:
+        stats = await self._run(lambda limiter: limiter.get_window_stats(limit, name, key))
+        return LimitState(limit=limit, remaining=stats.remaining, reset_at=stats.reset_time)
+    {%- if cookiecutter.use_redis %}
+
+    async def _run(self, operation: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        """On Redis while it answers; on this process's memory while it does not."""
+        now = time.monotonic()
+        down_since = self._shared_down_since
+        if down_since is None or now - down_since >= REDIS_RETRY_SECONDS:
+            try:
+                result = await operation(self._shared)
+            except (StorageError, ConnectionError, TimeoutError) as exc:
+                if down_since is None:
+                    logger.warning(
+                        "Redis unreachable ({}): rate limits fall back to this process's memory",
+                        type(exc).__name__,
+                    )
+                self._shared_down_since = now
+            else:
+                if down_since is not None:
+                    logger.info("Redis reachable again: rate limits are shared again")
+                    self._shared_down_since = None
+                return result
+        return await operation(self._memory)
+    {%- else %}
+
+    async def _run(self, operation: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        return await operation(self._memory)
+    {%- endif %}

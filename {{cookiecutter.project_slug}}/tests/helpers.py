@@ -1,0 +1,121 @@
+"""What the tests share: their settings, servers, and helpers to build users and tokens."""
+
+import os
+{%- if cookiecutter.database == "postgresql" or cookiecutter.use_redis %}
+import uuid
+{%- endif %}
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+{%- if cookiecutter.use_b2_storage %}
+from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" %}
+from sqlalchemy.engine import make_url
+{%- endif %}
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+
+from app.core.auth import TokenCodec, TokenType
+from app.core.config import Settings
+from app.core.db import Database
+from app.models import User
+{%- if cookiecutter.use_b2_storage %}
+from app.services.back_blaze_b2 import BackBlaze
+{%- endif %}
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+{%- if cookiecutter.database == "postgresql" %}
+# The admin connection: the suite creates its own throwaway database next to it.
+ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+TEST_DATABASE_NAME = f"test_{{ cookiecutter.project_slug.replace('-', '_') }}_{uuid.uuid4().hex[:8]}"
+TEST_DATABASE_URL = (
+    make_url(ADMIN_URL).set(database=TEST_DATABASE_NAME).render_as_string(hide_password=False)
+)
+{%- else %}
+TEST_DATABASE_DIR = Path(os.environ.get("TEST_DATABASE_DIR", PROJECT_ROOT / ".pytest_cache"))
+TEST_DATABASE_PATH = TEST_DATABASE_DIR / f"test-{os.getpid()}.db"
+TEST_DATABASE_URL = f"sqlite+aiosqlite:///{TEST_DATABASE_PATH}"
+{%- endif %}
+{%- if cookiecutter.use_redis %}
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
+# Every key of this run starts with it: parallel runs on one Redis never meet.
+TEST_REDIS_PREFIX = f"test-{{ cookiecutter.project_slug }}-{uuid.uuid4().hex[:12]}"
+{%- endif %}
+
+DEFAULT_PASSWORD = "correct horse battery"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """The tests' settings: none come from `.env`, so the developer's own file changes nothing."""
+    values: dict[str, Any] = {
+        "current_environment": "local",
+        "database_url": TEST_DATABASE_URL,
+        "secret_key": "test-secret-key-" + "0123456789abcdef" * 4,
+        "bcrypt_rounds": 4,  # the minimum: tests check behaviour, not hashing cost
+        "log_level": "WARNING",
+        # The race tests sign up many users from one address; the limit has tests of its own.
+        "rate_limit_signup": "1000/minute",
+        {%- if cookiecutter.use_redis %}
+        "redis_url": TEST_REDIS_URL,
+        "redis_key_prefix": TEST_REDIS_PREFIX,
+        {%- endif %}
+        {%- if cookiecutter.use_b2_storage %}
+        # Tests never reach the real B2: the `b2_storage` fixture replaces the storage.
+        "b2_application_key_id": "test-key-id",
+        "b2_application_key": "test-key",
+        "b2_bucket_name": "test-bucket",
+        {%- endif %}
+    }
+    return Settings(_env_file=None, **{**values, **overrides})
+
+
+TEST_SETTINGS = make_settings()
+TOKENS = TokenCodec.from_settings(TEST_SETTINGS)
+
+UserFactory = Callable[..., Awaitable[User]]
+
+
+def auth_headers(user: User) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS.create(user.id, TokenType.ACCESS).token}"}
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "app" / "alembic"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+class RollbackDatabase(Database):
+    """The app's database inside one test's transaction.
+
+    Sessions bound to the test's connection only release a savepoint when they commit, so
+    nothing outlives the test; lone reads (the current user) use that connection too, so they
+    see the test's data.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.engine = connection.engine
+        self.session_factory = async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        self._connection = connection
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        yield self._connection
+{%- if cookiecutter.use_b2_storage %}
+
+
+def make_storage(simulator: RawSimulator, key_id: str, key: str) -> BackBlaze:
+    """The B2 service on b2sdk's in-memory simulator instead of the real B2."""
+    config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
+    return BackBlaze(key_id, key, api_config=config)
+{%- endif %}

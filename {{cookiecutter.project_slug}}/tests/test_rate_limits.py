@@ -1,0 +1,294 @@
+"""Rate limits on the auth routes: what counts, what a limited request costs, and who the
+client is{% if cookiecutter.use_redis %}; shared through Redis, and kept per process while Redis is down{% endif %}.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import bcrypt
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
+from loguru import logger
+from pydantic import ValidationError
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from app.api.v1.deps.db import get_database
+from app.core.db import Database
+from app.main import create_app
+from tests.helpers import (
+    DEFAULT_PASSWORD,
+    RollbackDatabase,
+    UserFactory,
+    auth_headers,
+    make_settings,
+)
+
+LIMITS = {
+    "rate_limit_login_account": "3/minute",
+    "rate_limit_login_address": "5/minute",
+    "rate_limit_signup": "2/minute",
+    "rate_limit_refresh": "2/minute",
+    "rate_limit_password_change": "2/minute",
+}
+CLIENT = ("203.0.113.7", 40000)
+OTHER_CLIENT = ("203.0.113.8", 40000)
+
+AppClient = Callable[..., Awaitable[AsyncClient]]
+
+
+@asynccontextmanager
+async def running_app(
+    database: Database, *, log_to: list[str] | None = None, **settings: Any
+) -> AsyncIterator[FastAPI]:
+    """An app of its own (its own limiter) on the test's database; `log_to` collects its
+    warnings (`create_app` sets logging up anew, so a sink must be added after it).
+    """
+    app = create_app(make_settings(**{**LIMITS, **settings}))
+    if log_to is not None:
+        logger.add(log_to.append, level="WARNING", format="{message}")
+    async with app.router.lifespan_context(app):
+
+        async def in_transaction() -> Database:
+            return database
+
+        app.dependency_overrides[get_database] = in_transaction
+        yield app
+
+
+def client_for(app: Any, address: tuple[str, int] = CLIENT) -> AsyncClient:
+    return AsyncClient(transport=ASGITransport(app=app, client=address), base_url="http://test")
+
+
+@pytest.fixture
+async def in_transaction(session: AsyncSession) -> Database:
+    """The test's database, for apps of the tests' own."""
+    return RollbackDatabase(await session.connection())
+
+
+@pytest.fixture
+async def limited_app(in_transaction: Database) -> AsyncIterator[FastAPI]:
+    async with running_app(in_transaction) as app:
+        yield app
+
+
+@pytest.fixture
+async def limited(limited_app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with client_for(limited_app) as client:
+        yield client
+
+
+async def login(client: AsyncClient, username: str, password: str) -> Response:
+    return await client.post(
+        "/api/v1/auth/login", data={"username": username, "password": password}
+    )
+
+
+def assert_limited(response: Response) -> None:
+    assert response.status_code == 429, response.text
+    body = response.json()
+    assert set(body) == {"detail", "error_code", "timestamp"}
+    assert body["error_code"] == "RATE_LIMITED"
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert int(response.headers["RateLimit-Limit"]) >= 1
+    assert response.headers["RateLimit-Reset"] == str(retry_after)
+    assert response.headers["RateLimit-Policy"].endswith(";w=60")
+
+
+async def test_failed_logins_are_limited_per_account(
+    limited: AsyncClient, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    for _ in range(3):
+        assert (await login(limited, user.username, "wrong password")).status_code == 401
+    assert_limited(await login(limited, user.username, "wrong password"))
+    # The account's budget is spent: even the right password waits for the window.
+    assert_limited(await login(limited, user.email, DEFAULT_PASSWORD))
+    # Another account from the same address is not affected by this one's budget.
+    other = await make_user()
+    assert (await login(limited, other.username, DEFAULT_PASSWORD)).status_code == 200
+
+
+async def test_successful_logins_do_not_use_the_account_budget(
+    limited: AsyncClient, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    for _ in range(6):
+        assert (await login(limited, user.username, DEFAULT_PASSWORD)).status_code == 200
+    assert (await login(limited, user.username, "wrong password")).status_code == 401
+
+
+async def test_failed_logins_are_limited_per_address(
+    limited_app: FastAPI, limited: AsyncClient, make_user: UserFactory
+) -> None:
+    users = [await make_user() for _ in range(3)]
+    for attempt in range(5):
+        response = await login(limited, users[attempt % 3].username, "wrong password")
+        assert response.status_code == 401
+    assert_limited(await login(limited, users[0].username, DEFAULT_PASSWORD))
+    async with client_for(limited_app, OTHER_CLIENT) as elsewhere:
+        assert (await login(elsewhere, users[0].username, DEFAULT_PASSWORD)).status_code == 200
+
+
+async def test_a_limited_login_costs_no_password_check_and_no_query(
+    limited: AsyncClient,
+    make_user: UserFactory,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = await make_user()
+    for _ in range(3):
+        await login(limited, user.username, "wrong password")
+    checks: list[bytes] = []
+    statements: list[str] = []
+    real_checkpw = bcrypt.checkpw
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        checks.append(password)
+        return real_checkpw(password, hashed)
+
+    def count_statement(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    connection = (await session.connection()).sync_connection
+    event.listen(connection, "before_cursor_execute", count_statement)
+    try:
+        assert_limited(await login(limited, user.username, "wrong password"))
+    finally:
+        event.remove(connection, "before_cursor_execute", count_statement)
+    assert checks == []
+    assert statements == []
+
+
+@pytest.mark.parametrize(
+    ("path", "json"),
+    [
+        ("/api/v1/auth/signup", {"username": "x"}),
+        ("/api/v1/auth/refresh", {"refresh_token": "not-a-token"}),
+    ],
+)
+async def test_signup_and_refresh_are_limited_per_address(
+    limited_app: FastAPI, limited: AsyncClient, path: str, json: dict[str, str]
+) -> None:
+    """Every request counts, whatever its answer."""
+    for _ in range(2):
+        assert (await limited.post(path, json=json)).status_code in {401, 422}
+    assert_limited(await limited.post(path, json=json))
+    async with client_for(limited_app, OTHER_CLIENT) as elsewhere:
+        assert (await elsewhere.post(path, json=json)).status_code in {401, 422}
+
+
+async def test_an_allowed_request_says_what_is_left(limited: AsyncClient) -> None:
+    signup = {
+        "username": "counted",
+        "email": "counted@example.com",
+        "first_name": "Count",
+        "last_name": "Ed",
+        "password": "a sound password",
+    }
+    response = await limited.post("/api/v1/auth/signup", json=signup)
+    assert response.status_code == 201, response.text
+    assert response.headers["RateLimit-Limit"] == "2"
+    assert response.headers["RateLimit-Remaining"] == "1"
+    assert response.headers["RateLimit-Policy"] == "2;w=60"
+
+
+async def test_password_changes_are_limited_per_address(
+    limited: AsyncClient, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    change = {"current_password": "not the password", "new_password": "a brand new one"}
+    for _ in range(2):
+        response = await limited.post(
+            "/api/v1/users/me/password", json=change, headers=auth_headers(user)
+        )
+        assert response.status_code == 400
+    assert_limited(
+        await limited.post("/api/v1/users/me/password", json=change, headers=auth_headers(user))
+    )
+
+
+async def test_forwarded_address_counts_only_from_a_trusted_proxy(limited_app: FastAPI) -> None:
+    """uvicorn's proxy-header handling decides the client address the limits see."""
+    behind_proxy = ProxyHeadersMiddleware(limited_app, trusted_hosts="10.0.0.1")
+    # Not the proxy: whatever it claims in X-Forwarded-For, every attempt is its own address's.
+    async with client_for(behind_proxy, CLIENT) as untrusted:
+        for n in range(5):
+            spoofed = {"X-Forwarded-For": f"198.51.100.{n}"}
+            response = await untrusted.post("/api/v1/auth/signup", json={}, headers=spoofed)
+            assert response.status_code == (422 if n < 2 else 429)
+    # The trusted proxy: each forwarded client has its own budget.
+    async with client_for(behind_proxy, ("10.0.0.1", 5000)) as proxy:
+        for n in range(5):
+            forwarded = {"X-Forwarded-For": f"198.51.100.{n}"}
+            response = await proxy.post("/api/v1/auth/signup", json={}, headers=forwarded)
+            assert response.status_code == 422
+
+
+async def test_openapi_documents_the_429s(client: AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path in ("/auth/login", "/auth/signup", "/auth/refresh", "/users/me/password"):
+        assert "429" in paths[f"/api/v1{path}"]["post"]["responses"], path
+
+
+@pytest.mark.parametrize("value", ["5 per fortnight", "", "five/minute"])
+def test_a_malformed_limit_is_refused_with_its_name(value: str) -> None:
+    with pytest.raises(ValidationError, match="rate_limit_signup") as info:
+        make_settings(rate_limit_signup=value)
+    assert "is not a rate limit" in str(info.value)
+{%- if cookiecutter.use_redis %}
+
+
+async def test_limits_are_shared_by_every_process_through_redis(
+    redis_required: None, in_transaction: Database, make_user: UserFactory
+) -> None:
+    """Two apps (two processes' worth of memory) count failed logins against one budget."""
+    user = await make_user()
+    async with (
+        running_app(in_transaction) as first,
+        running_app(in_transaction) as second,
+        client_for(first) as one,
+        client_for(second) as two,
+    ):
+        for client in (one, two, one):
+            assert (await login(client, user.username, "wrong")).status_code == 401
+        assert_limited(await login(two, user.username, "wrong"))
+        assert_limited(await login(one, user.username, "wrong"))
+
+
+async def test_redis_outage_falls_back_to_memory_and_is_logged_once(
+    in_transaction: Database, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    lines: list[str] = []
+    unreachable = "redis://127.0.0.1:1/0"
+    async with (
+        running_app(in_transaction, log_to=lines, redis_url=unreachable) as app,
+        client_for(app) as client,
+    ):
+        statuses = [(await login(client, user.username, "wrong")).status_code for _ in range(5)]
+        ready = await client.get("/health/ready")
+    assert statuses == [401, 401, 401, 429, 429]
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["redis"] == "down"
+    outage_lines = [line for line in lines if "Redis unreachable" in line]
+    assert len(outage_lines) == 1, lines
+{%- else %}
+
+
+async def test_several_workers_without_redis_warn_at_start(in_transaction: Database) -> None:
+    lines: list[str] = []
+    async with running_app(in_transaction, log_to=lines, web_concurrency=4):
+        pass
+    async with running_app(in_transaction, log_to=lines, web_concurrency=1):
+        pass
+    warnings = [line for line in lines if "WEB_CONCURRENCY=4" in line]
+    assert len(warnings) == 1, lines
+    assert "own rate-limit counts" in warnings[0]
+{%- endif %}
