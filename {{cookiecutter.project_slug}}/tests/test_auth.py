@@ -1,9 +1,12 @@
 import asyncio
 
+import bcrypt
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import field_sizes
 from app.core.auth import PasswordHasher
 from tests.helpers import DEFAULT_PASSWORD, UserFactory
 
@@ -254,3 +257,37 @@ async def test_hashing_runs_off_the_event_loop() -> None:
     assert await passwords.verify("a sound password", hashed)
     # On the loop, the ticker could not have run at all during the hash.
     assert ticks > 100
+
+
+@pytest.mark.parametrize(
+    ("who", "password"),
+    [
+        ("unknown", "a sound password"),
+        ("known", "x" * (field_sizes.PASSWORD_MAX_BYTES + 1)),
+    ],
+    ids=["unknown-user", "over-long-password"],
+)
+async def test_a_login_that_cannot_succeed_still_costs_one_check(
+    app: FastAPI,
+    client: AsyncClient,
+    make_user: UserFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    who: str,
+    password: str,
+) -> None:
+    """Without the dummy check, the answer's timing would tell which accounts exist."""
+    user = await make_user()
+    username = user.username if who == "known" else "nobody-by-this-name"
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def spy(candidate: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(candidate, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": username, "password": password}
+    )
+    assert response.status_code == 401
+    assert checked == [app.state.passwords.dummy_hash()]

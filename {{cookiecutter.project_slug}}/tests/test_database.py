@@ -1,21 +1,33 @@
 import asyncio
+{%- if cookiecutter.database == "sqlite" %}
+import sqlite3
+{%- endif %}
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
 {%- if cookiecutter.database == "postgresql" %}
-from httpx import AsyncClient
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 {%- else %}
-from httpx import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 {%- endif %}
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import Database, create_engine
-from app.models import User
-from tests.helpers import TEST_SETTINGS, UserFactory, auth_headers, make_settings
+from app.models import RefreshToken, User
+from tests.helpers import (
+    DEFAULT_PASSWORD,
+    {%- if cookiecutter.database == "sqlite" %}
+    TEST_DATABASE_PATH,
+    {%- endif %}
+    TEST_SETTINGS,
+    UserFactory,
+    auth_headers,
+    make_settings,
+)
 
 
 async def test_timestamps_come_back_aware_and_in_utc(
@@ -187,3 +199,82 @@ async def test_reads_waiting_too_long_for_a_connection_answer_503(
     assert response.status_code == 503
     assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
     assert recovered.status_code == 200
+
+
+async def test_deleting_a_user_deletes_their_refresh_tokens(
+    client: AsyncClient, make_user: UserFactory, session: AsyncSession
+) -> None:
+    """The foreign key's ON DELETE CASCADE (on SQLite only with `PRAGMA foreign_keys=ON`)."""
+    admin, leaver = await make_user(is_superuser=True), await make_user()
+    form = {"username": leaver.username, "password": DEFAULT_PASSWORD}
+    assert (await client.post("/api/v1/auth/login", data=form)).status_code == 200
+    tokens = select(func.count()).select_from(RefreshToken).where(RefreshToken.user_id == leaver.id)
+    assert await session.scalar(tokens) == 1
+    deleted = await client.delete(f"/api/v1/users/{leaver.id}", headers=auth_headers(admin))
+    assert deleted.status_code == 204
+    assert await session.scalar(tokens) == 0
+
+
+async def test_concurrent_read_then_write_requests_all_succeed(
+    app: FastAPI, committed_client: AsyncClient
+) -> None:
+    """Thirty admin PATCHes at once, each reading its user and then writing it: on SQLite a
+    transaction that reads first and writes later fails at once when another writer got in
+    between, unless every write transaction takes the write lock when it begins.
+    """
+    async with app.state.database.session_factory() as session:
+        hashed = await app.state.passwords.hash(DEFAULT_PASSWORD)
+        users = [
+            User(
+                username=f"patched{n}",
+                email=f"patched{n}@example.com",
+                first_name="Pat",
+                last_name="Ched",
+                hashed_password=hashed,
+                is_superuser=n == 0,
+            )
+            for n in range(31)
+        ]
+        session.add_all(users)
+        await session.commit()
+    admin, others = users[0], users[1:]
+    responses = await asyncio.gather(
+        *(
+            committed_client.patch(
+                f"/api/v1/users/{user.id}",
+                json={"first_name": f"Patched {n}"},
+                headers=auth_headers(admin),
+            )
+            for n, user in enumerate(others)
+        )
+    )
+    assert [response.status_code for response in responses] == [200] * len(others)
+{%- if cookiecutter.database == "sqlite" %}
+
+
+async def test_a_long_read_does_not_block_a_write(
+    committed_client: AsyncClient, use_database: Callable[[Database], None]
+) -> None:
+    """WAL mode: a reader in the middle of a transaction must not hold up a writer's commit
+    (in SQLite's default journal mode the commit waits for the reader, then fails).
+    """
+    database = Database.from_settings(make_settings(db_busy_timeout_ms=300))
+    use_database(database)
+    reader = sqlite3.connect(TEST_DATABASE_PATH, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM users").fetchone()  # a read in progress
+        signup = {
+            "username": "writer",
+            "email": "writer@example.com",
+            "first_name": "Wri",
+            "last_name": "Ter",
+            "password": "a sound password",
+        }
+        response = await committed_client.post("/api/v1/auth/signup", json=signup)
+        reader.execute("COMMIT")
+    finally:
+        reader.close()
+        await database.dispose()
+    assert response.status_code == 201, response.text
+{%- endif %}

@@ -13,7 +13,7 @@ from app.core import auth as auth_module
 from app.core.auth import JWT_ALGORITHM, TokenType
 from app.models import User
 from app.models.base import utc_now
-from tests.helpers import TEST_SETTINGS, TOKENS, UserFactory, auth_headers
+from tests.helpers import DEFAULT_PASSWORD, TEST_SETTINGS, TOKENS, UserFactory, auth_headers
 
 SECRET = TEST_SETTINGS.secret_key.get_secret_value()
 
@@ -105,6 +105,22 @@ async def test_unknown_refresh_token_is_401(client: AsyncClient, make_user: User
     refresh = TOKENS.create(user.id, TokenType.REFRESH).token
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
     assert response.status_code == 401
+
+
+async def test_refresh_token_is_bound_to_its_user(
+    client: AsyncClient, make_user: UserFactory
+) -> None:
+    """A genuine jti of user A under user B's subject, signed with the server's key: refused."""
+    victim, intruder = await make_user(), await make_user()
+    login = await client.post(
+        "/api/v1/auth/login", data={"username": victim.username, "password": DEFAULT_PASSWORD}
+    )
+    victim_refresh = login.json()["refresh_token"]
+    victim_jti = TOKENS.decode(victim_refresh, TokenType.REFRESH).jti
+    forged = TOKENS.create(intruder.id, TokenType.REFRESH, jti=victim_jti).token
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": forged})
+    assert response.status_code == 401
+    assert "access_token" not in response.text
 
 
 async def test_token_of_a_deleted_user_is_401(

@@ -60,13 +60,17 @@ class PasswordHasher:
     def _hash_sync(self, password: bytes) -> str:
         return bcrypt.hashpw(password, bcrypt.gensalt(self.rounds)).decode()
 
+    def dummy_hash(self) -> bytes:
+        """A hash of no one's password, made once (in a worker thread, on first need)."""
+        if self._dummy is None:
+            self._dummy = bcrypt.hashpw(b"dummy-password", bcrypt.gensalt(self.rounds))
+        return self._dummy
+
     def _check_sync(self, password: bytes, hashed: bytes | None) -> bool:
         if hashed is None or len(password) > field_sizes.PASSWORD_MAX_BYTES:
             # Unknown user or over-long password: check against a dummy hash anyway, so that
             # the answer costs as much as a wrong password and reveals nothing.
-            if self._dummy is None:
-                self._dummy = bcrypt.hashpw(b"dummy-password", bcrypt.gensalt(self.rounds))
-            bcrypt.checkpw(password[: field_sizes.PASSWORD_MAX_BYTES], self._dummy)
+            bcrypt.checkpw(password[: field_sizes.PASSWORD_MAX_BYTES], self.dummy_hash())
             return False
         return bcrypt.checkpw(password, hashed)
 
