@@ -90,6 +90,7 @@ BASE_FILES = (
     "app/api/v1/deps/__init__.py",
     "app/api/v1/deps/auth.py",
     "app/api/v1/deps/db.py",
+    "app/api/v1/deps/rate_limit.py",
     "app/api/v1/endpoints/__init__.py",
     "app/api/v1/endpoints/auth.py",
     "app/api/v1/endpoints/user.py",
@@ -101,6 +102,8 @@ BASE_FILES = (
     "app/core/logger.py",
     "app/core/responses.py",
     "app/core/field_sizes.py",
+    "app/core/rate_limit.py",
+    "app/core/error_handlers.py",
     "app/models/__init__.py",
     "app/models/base.py",
     "app/models/user.py",
@@ -117,10 +120,13 @@ BASE_FILES = (
     "app/services/auth.py",
     "app/middleware/__init__.py",
     "app/middleware/logging.py",
+    "app/middleware/body_limit.py",
     "app/alembic/env.py",
     "app/alembic/script.py.mako",
     "app/alembic/versions/0001_initial.py",
+    "app/alembic/versions/0003_credentials_changed_at.py",
     "tests/conftest.py",
+    "tests/helpers.py",
 )
 
 

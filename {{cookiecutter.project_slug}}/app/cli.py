@@ -1,15 +1,19 @@
-"""Management commands: `python -m app.cli create-superuser --email E --username U`."""
+"""Management commands: `python -m app.cli create-superuser --email E --username U`.
+
+The password is prompted for; scripts pass it on standard input with `--password-stdin`.
+"""
 
 import argparse
 import asyncio
 import getpass
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from pydantic import ValidationError
 
 from app.core.auth import PasswordHasher, TokenCodec
-from app.core.config import Settings
+from app.core.config import Settings, load_settings
 from app.core.db import Database
 from app.core.exceptions import ConflictError
 from app.models.user import User
@@ -25,8 +29,36 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--username", required=True)
     create.add_argument("--first-name", default="Admin")
     create.add_argument("--last-name", default="User")
-    create.add_argument("--password", help="prompted for when omitted")
+    source = create.add_mutually_exclusive_group()
+    source.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (for scripts)",
+    )
+    source.add_argument(
+        "--password",
+        help="the password on the command line (visible in the process list and the shell "
+        "history; prefer the prompt or --password-stdin)",
+    )
     return parser
+
+
+def read_password(
+    args: argparse.Namespace,
+    prompt: Callable[[str], str] = getpass.getpass,
+    stdin: TextIO = sys.stdin,
+) -> str:
+    """From standard input, the command line (with a warning), or a prompt that echoes nothing."""
+    if args.password_stdin:
+        return stdin.readline().rstrip("\r\n")
+    if args.password is not None:
+        print(  # noqa: T201
+            "warning: --password shows the password in the process list and the shell "
+            "history; prefer the prompt or --password-stdin",
+            file=sys.stderr,
+        )
+        return str(args.password)
+    return prompt("Password: ")
 
 
 def user_from_args(
@@ -37,7 +69,7 @@ def user_from_args(
         email=args.email,
         first_name=args.first_name,
         last_name=args.last_name,
-        password=args.password or prompt("Password: "),
+        password=read_password(args, prompt),
     )
 
 
@@ -52,7 +84,7 @@ async def create_superuser(database: Database, settings: Settings, data: UserCre
 
 
 async def _create_superuser_and_close(data: UserCreate) -> None:
-    settings = Settings()
+    settings = load_settings()
     database = Database.from_settings(settings)
     try:
         await create_superuser(database, settings, data)

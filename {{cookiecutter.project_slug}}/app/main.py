@@ -9,7 +9,7 @@ from loguru import logger
 
 from app.api.routes import include_routes
 from app.core.auth import PasswordHasher, TokenCodec
-from app.core.config import Settings
+from app.core.config import Environment, Settings, load_settings
 from app.core.db import Database
 from app.core.error_handlers import register_exception_handlers
 from app.core.logger import setup_logging
@@ -17,6 +17,7 @@ from app.core.rate_limit import RateLimiter
 {%- if cookiecutter.use_redis %}
 from app.core.redis import create_redis
 {%- endif %}
+from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.logging import RequestContextMiddleware
 {%- if cookiecutter.use_b2_storage %}
 from app.services.back_blaze_b2 import BackBlaze
@@ -45,6 +46,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.web_concurrency,
         )
     {%- endif %}
+    if settings.current_environment is Environment.PROD and settings.show_docs:
+        logger.warning(
+            "API docs are on in prod (DOCS_ENABLED=true): /docs and the schema are public"
+        )
     app.state.database = Database.from_settings(settings)
     app.state.passwords = PasswordHasher.from_settings(settings)
     app.state.tokens = TokenCodec.from_settings(settings)
@@ -65,7 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for these settings (default: the environment and `.env`)."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     setup_logging(settings)
     docs = settings.show_docs
     app = FastAPI(
@@ -88,6 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_body_bytes,
+        {%- if cookiecutter.use_b2_storage %}
+        # The upload: the file plus room for the multipart envelope.
+        route_limits=[("POST", "/api/v1/files", settings.b2_upload_max_bytes + 16 * 1024)],
+        {%- endif %}
+    )
     # Added last, so it is outermost: every response, CORS preflights and 500s included,
     # carries the request id and the security headers.
     app.add_middleware(

@@ -105,7 +105,7 @@ async def database() -> AsyncIterator[str]:
             pytest.exit(f"{reason} (REQUIRE_POSTGRES=1)", returncode=1)
         pytest.skip(reason)
     # Alembic runs its own event loop, so it gets a thread of its own.
-    await asyncio.to_thread(command.upgrade, alembic_config(TEST_DATABASE_URL), "head")
+    await asyncio.to_thread(command.upgrade, alembic_config(TEST_SETTINGS), "head")
     yield TEST_DATABASE_URL
     await drop_database(TEST_DATABASE_NAME)
 {%- else %}
@@ -116,7 +116,7 @@ async def database() -> AsyncIterator[str]:
     """A throwaway database file for the session, migrated to head, removed at the end."""
     _remove_database_files()
     # Alembic runs its own event loop, so it gets a thread of its own.
-    await asyncio.to_thread(command.upgrade, alembic_config(TEST_DATABASE_URL), "head")
+    await asyncio.to_thread(command.upgrade, alembic_config(TEST_SETTINGS), "head")
     yield TEST_DATABASE_URL
     _remove_database_files()
 

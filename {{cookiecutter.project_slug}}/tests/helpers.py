@@ -86,10 +86,11 @@ def auth_headers(user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS.create(user.id, TokenType.ACCESS).token}"}
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(settings: Settings) -> Config:
+    """Alembic on these settings' database (handed to app/alembic/env.py)."""
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "app" / "alembic"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["settings"] = settings
     return config
 
 

@@ -1,4 +1,5 @@
 import argparse
+import io
 import os
 import subprocess
 import sys
@@ -26,7 +27,25 @@ def test_password_is_prompted_when_omitted() -> None:
 
     data = cli.user_from_args(parse("--email", "a@b.io", "--username", "root"), prompt)
     assert prompts == ["Password: "]
-    assert data.password == "typed at the prompt"
+    assert data.password.get_secret_value() == "typed at the prompt"
+
+
+def test_password_from_standard_input() -> None:
+    args = parse("--email", "a@b.io", "--username", "root", "--password-stdin")
+    assert cli.read_password(args, stdin=io.StringIO("from a pipe\n")) == "from a pipe"
+
+
+def test_password_on_the_command_line_works_with_a_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = parse("--email", "a@b.io", "--username", "root", "--password", "p" * 12)
+    assert cli.read_password(args) == "p" * 12
+    assert "warning: --password shows the password" in capsys.readouterr().err
+
+
+def test_password_sources_exclude_each_other() -> None:
+    with pytest.raises(SystemExit):
+        parse("--email", "a@b.io", "--username", "r", "--password", "x", "--password-stdin")
 
 
 async def test_create_superuser(session: AsyncSession) -> None:
@@ -43,9 +62,10 @@ async def test_create_superuser(session: AsyncSession) -> None:
         await cli.create_superuser(database, TEST_SETTINGS, data)
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "app.cli", *argv],
+        input=stdin,
         cwd=PROJECT_ROOT,
         # The command reads its settings from the environment, as in production.
         env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "BCRYPT_ROUNDS": "4"},
@@ -58,9 +78,10 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_command_line_end_to_end(clean_database: None) -> None:
     args = ["create-superuser", "--email", "admin@example.com", "--username", "admin"]
-    created = run_cli(*args, "--password", "long enough password")
+    created = run_cli(*args, "--password-stdin", stdin="long enough password\n")
     assert created.returncode == 0, created.stderr
     assert "Superuser admin created." in created.stdout
+    assert created.stderr == ""
 
     duplicate = run_cli(*args, "--password", "long enough password")
     assert duplicate.returncode == 1

@@ -136,6 +136,26 @@ async def test_content_type_parameters_and_paths_are_dropped(
     assert created.json()["name"] == "notes.txt"
 
 
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("n" * 246 + ".txt", 201),  # 250 bytes: the most b2sdk takes in one path segment
+        ("n" * 247 + ".txt", 422),
+        ("\u00e9" * 124 + ".txt", 422),  # 128 characters, but 252 bytes in UTF-8
+    ],
+    ids=["250-bytes", "251-bytes", "252-bytes-in-128-characters"],
+)
+async def test_file_names_are_limited_in_bytes(
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze, name: str, status: int
+) -> None:
+    response = await upload(client, await make_user(), name=name)
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert "250 bytes" in response.json()["detail"]
+        assert await b2_storage.list_files() == []
+
+
 async def test_disallowed_content_type_is_415(
     client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
 ) -> None:

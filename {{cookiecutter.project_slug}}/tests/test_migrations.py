@@ -18,8 +18,9 @@ def _schema_state(connection: Connection) -> tuple[set[str], list[object]]:
 
 
 async def test_migrations_round_trip_without_drift(empty_database_url: str) -> None:
-    config = alembic_config(empty_database_url)
-    engine = create_engine(make_settings(database_url=empty_database_url))
+    settings = make_settings(database_url=empty_database_url)
+    config = alembic_config(settings)
+    engine = create_engine(settings)
     try:
         await asyncio.to_thread(command.upgrade, config, "head")
         await asyncio.to_thread(command.downgrade, config, "base")

@@ -2,8 +2,8 @@
 client is{% if cookiecutter.use_redis %}; shared through Redis, and kept per process while Redis is down{% endif %}.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import bcrypt
@@ -16,12 +16,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api.v1.deps.db import get_database
-from app.core.db import Database
 from app.main import create_app
 from tests.helpers import (
     DEFAULT_PASSWORD,
-    RollbackDatabase,
     UserFactory,
     auth_headers,
     make_settings,
@@ -37,26 +34,7 @@ LIMITS = {
 CLIENT = ("203.0.113.7", 40000)
 OTHER_CLIENT = ("203.0.113.8", 40000)
 
-AppClient = Callable[..., Awaitable[AsyncClient]]
-
-
-@asynccontextmanager
-async def running_app(
-    database: Database, *, log_to: list[str] | None = None, **settings: Any
-) -> AsyncIterator[FastAPI]:
-    """An app of its own (its own limiter) on the test's database; `log_to` collects its
-    warnings (`create_app` sets logging up anew, so a sink must be added after it).
-    """
-    app = create_app(make_settings(**{**LIMITS, **settings}))
-    if log_to is not None:
-        logger.add(log_to.append, level="WARNING", format="{message}")
-    async with app.router.lifespan_context(app):
-
-        async def in_transaction() -> Database:
-            return database
-
-        app.dependency_overrides[get_database] = in_transaction
-        yield app
+AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
 
 
 def client_for(app: Any, address: tuple[str, int] = CLIENT) -> AsyncClient:
@@ -64,14 +42,28 @@ def client_for(app: Any, address: tuple[str, int] = CLIENT) -> AsyncClient:
 
 
 @pytest.fixture
-async def in_transaction(session: AsyncSession) -> Database:
-    """The test's database, for apps of the tests' own."""
-    return RollbackDatabase(await session.connection())
+def running_app(app: FastAPI, session: AsyncSession) -> AppFactory:
+    """Start apps of the test's own (each with its own limiter), on the test's transaction
+    and its simulated services: the session app's dependency overrides are copied.
+    `log_to` collects their warnings (`create_app` sets logging up anew, so a sink must be
+    added after it).
+    """
+
+    @asynccontextmanager
+    async def start(*, log_to: list[str] | None = None, **settings: Any) -> AsyncIterator[FastAPI]:
+        other = create_app(make_settings(**{**LIMITS, **settings}))
+        other.dependency_overrides.update(app.dependency_overrides)
+        if log_to is not None:
+            logger.add(log_to.append, level="WARNING", format="{message}")
+        async with other.router.lifespan_context(other):
+            yield other
+
+    return start
 
 
 @pytest.fixture
-async def limited_app(in_transaction: Database) -> AsyncIterator[FastAPI]:
-    async with running_app(in_transaction) as app:
+async def limited_app(running_app: AppFactory) -> AsyncIterator[FastAPI]:
+    async with running_app() as app:
         yield app
 
 
@@ -246,13 +238,13 @@ def test_a_malformed_limit_is_refused_with_its_name(value: str) -> None:
 
 
 async def test_limits_are_shared_by_every_process_through_redis(
-    redis_required: None, in_transaction: Database, make_user: UserFactory
+    redis_required: None, running_app: AppFactory, make_user: UserFactory
 ) -> None:
     """Two apps (two processes' worth of memory) count failed logins against one budget."""
     user = await make_user()
     async with (
-        running_app(in_transaction) as first,
-        running_app(in_transaction) as second,
+        running_app() as first,
+        running_app() as second,
         client_for(first) as one,
         client_for(second) as two,
     ):
@@ -263,13 +255,13 @@ async def test_limits_are_shared_by_every_process_through_redis(
 
 
 async def test_redis_outage_falls_back_to_memory_and_is_logged_once(
-    in_transaction: Database, make_user: UserFactory
+    running_app: AppFactory, make_user: UserFactory
 ) -> None:
     user = await make_user()
     lines: list[str] = []
     unreachable = "redis://127.0.0.1:1/0"
     async with (
-        running_app(in_transaction, log_to=lines, redis_url=unreachable) as app,
+        running_app(log_to=lines, redis_url=unreachable) as app,
         client_for(app) as client,
     ):
         statuses = [(await login(client, user.username, "wrong")).status_code for _ in range(5)]
@@ -282,11 +274,11 @@ async def test_redis_outage_falls_back_to_memory_and_is_logged_once(
 {%- else %}
 
 
-async def test_several_workers_without_redis_warn_at_start(in_transaction: Database) -> None:
+async def test_several_workers_without_redis_warn_at_start(running_app: AppFactory) -> None:
     lines: list[str] = []
-    async with running_app(in_transaction, log_to=lines, web_concurrency=4):
+    async with running_app(log_to=lines, web_concurrency=4):
         pass
-    async with running_app(in_transaction, log_to=lines, web_concurrency=1):
+    async with running_app(log_to=lines, web_concurrency=1):
         pass
     warnings = [line for line in lines if "WEB_CONCURRENCY=4" in line]
     assert len(warnings) == 1, lines

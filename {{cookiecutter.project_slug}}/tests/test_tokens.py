@@ -44,7 +44,10 @@ def _tampered(user: User) -> str:
 BAD_TOKENS: dict[str, Callable[[User], str]] = {
     "garbage": lambda _: "not-a-jwt",
     "expired": lambda u: jwt.encode(
-        claims_for(u, exp=utc_now() - timedelta(seconds=5)), SECRET, JWT_ALGORITHM
+        # Beyond the clock-skew leeway (TOKEN_LEEWAY_SECONDS, 30 s in the tests).
+        claims_for(u, exp=utc_now() - timedelta(minutes=5)),
+        SECRET,
+        JWT_ALGORITHM,
     ),
     "tampered": _tampered,
     "wrong-secret": lambda u: jwt.encode(claims_for(u), "another-secret" * 4, JWT_ALGORITHM),

@@ -5,27 +5,25 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app.core.config import Settings
+from app.core.config import Settings, load_settings
 from app.core.db import create_engine
 from app.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def _database_url() -> str:
-    # Tests pass their own database through the Alembic config; everything else uses settings.
-    return config.get_main_option("sqlalchemy.url") or Settings().database_url
+# Tests hand their own settings in (Alembic's `config.attributes`); the command line reads the
+# environment and `.env`, like the app.
+settings: Settings = config.attributes.get("settings") or load_settings()
 
 
 def _configure(connection: Connection | None = None) -> None:
     context.configure(
         connection=connection,
-        url=None if connection is not None else _database_url(),
+        url=None if connection is not None else settings.database_url,
         target_metadata=target_metadata,
         compare_type=True,
         # SQLite can alter a table only by copying it; batch mode does that for autogenerate.
-        render_as_batch=_database_url().startswith("sqlite"),
+        render_as_batch=settings.database_url.startswith("sqlite"),
         literal_binds=connection is None,
     )
 
@@ -37,7 +35,6 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    settings = Settings().model_copy(update={"database_url": _database_url()})
     engine = create_engine(settings)
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)

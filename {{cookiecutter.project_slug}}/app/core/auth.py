@@ -32,6 +32,7 @@ class TokenClaims:
     subject: uuid.UUID
     token_type: TokenType
     jti: uuid.UUID
+    issued_at: datetime
     expires_at: datetime
 
 
@@ -105,11 +106,17 @@ class TokenCodec:
     """Signs and verifies the access and refresh tokens (HS256, every claim required)."""
 
     def __init__(
-        self, secret: str, *, access_lifetime: timedelta, refresh_lifetime: timedelta
+        self,
+        secret: str,
+        *,
+        access_lifetime: timedelta,
+        refresh_lifetime: timedelta,
+        leeway: timedelta = timedelta(0),
     ) -> None:
         self._secret = secret
         self.access_lifetime = access_lifetime
         self.refresh_lifetime = refresh_lifetime
+        self.leeway = leeway
         # Clients send the same access token with every request, and checking its signature
         # costs more than the rest of a cheap request: each distinct token is verified once.
         self._verified_claims = lru_cache(maxsize=VERIFIED_TOKEN_CACHE_SIZE)(self._verify)
@@ -120,6 +127,7 @@ class TokenCodec:
             settings.secret_key.get_secret_value(),
             access_lifetime=timedelta(minutes=settings.access_token_expire_minutes),
             refresh_lifetime=timedelta(days=settings.refresh_token_expire_days),
+            leeway=timedelta(seconds=settings.token_leeway_seconds),
         )
 
     def create(
@@ -131,13 +139,16 @@ class TokenCodec:
             subject=subject,
             token_type=token_type,
             jti=jti or uuid.uuid4(),
+            issued_at=issued_at,
             expires_at=issued_at + lifetime,
         )
         payload = {
             "sub": str(claims.subject),
             "type": claims.token_type.value,
             "jti": str(claims.jti),
-            "iat": issued_at,
+            # To the microsecond (a JWT NumericDate may have a fraction): a token issued just
+            # after the credentials changed must not look issued before.
+            "iat": issued_at.timestamp(),
             "exp": claims.expires_at,
         }
         return IssuedToken(token=jwt.encode(payload, self._secret, JWT_ALGORITHM), claims=claims)
@@ -151,11 +162,13 @@ class TokenCodec:
             self._secret,
             algorithms=[JWT_ALGORITHM],
             options={"require": REQUIRED_CLAIMS, "verify_exp": False},
+            leeway=self.leeway,
         )
         return TokenClaims(
             subject=uuid.UUID(str(payload["sub"])),
             token_type=TokenType(payload["type"]),
             jti=uuid.UUID(str(payload["jti"])),
+            issued_at=datetime.fromtimestamp(float(payload["iat"]), tz=UTC),
             expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
         )
 
@@ -165,7 +178,7 @@ class TokenCodec:
             claims = self._verified_claims(token)
         except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
             raise AuthenticationError("Invalid token") from exc
-        if claims.expires_at <= utc_now():
+        if claims.expires_at + self.leeway <= utc_now():
             raise AuthenticationError("Token has expired")
         if claims.token_type is not expected_type:
             raise AuthenticationError(f"Expected a {expected_type.value} token")

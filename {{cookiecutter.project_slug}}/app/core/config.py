@@ -1,14 +1,32 @@
 """Settings, read from the environment and `.env`."""
 
 import enum
-from typing import Literal, Self
+from collections.abc import Iterator
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from limits import parse
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-INSECURE_SECRET_KEYS = frozenset({"", "change-me", "changeme", "secret"})
+INSECURE_SECRET_KEYS = frozenset({"change-me", "changeme", "secret", "password"})
 MIN_SECRET_KEY_LENGTH = 32
+# A random key of 32+ characters has far more distinct ones; "aaaa..." or "abab..." does not.
+MIN_SECRET_KEY_DISTINCT_CHARACTERS = 12
+MIN_PROD_BCRYPT_ROUNDS = 10
+GENERATE_KEY_HINT = (
+    'generate one with: python -c "import secrets; print(secrets.token_urlsafe(64))"'
+)
+MASK = "**********"
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password (if any) shown as `**********`."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{MASK}@{host}"))
 
 
 class Environment(enum.StrEnum):
@@ -19,10 +37,12 @@ class Environment(enum.StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A refused value is never echoed: error messages name the setting, not what it held.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     project_name: str = "{{ cookiecutter.project_name }}"
-    current_environment: Environment = Environment.LOCAL
+    # Not local: a deployment that forgets to say what it is gets the strict rules.
+    current_environment: Environment = Environment.PROD
 
     {%- if cookiecutter.database == "postgresql" %}
 
@@ -48,9 +68,12 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(default=5_000, ge=0)
     {%- endif %}
 
-    secret_key: SecretStr = SecretStr("change-me")
+    # No usable default: every environment must set its own (`.env` has one for local work).
+    secret_key: SecretStr = Field(default=SecretStr(""), validate_default=True)
     access_token_expire_minutes: int = Field(default=30, ge=1)
     refresh_token_expire_days: int = Field(default=14, ge=1)
+    # Allowance for clocks a little apart (replicas, clients): applied to `iat` and `exp`.
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     # Hashing is CPU-bound: more parallel hashes than spare cores only starve the event loop.
     password_hash_concurrency: int = Field(default=1, ge=1)
@@ -60,6 +83,8 @@ class Settings(BaseSettings):
     # Read by uvicorn itself (its --workers default); known here for the start-up checks.
     web_concurrency: int = Field(default=1, ge=1)
     cors_origins: list[str] = []
+    # The largest request body, in bytes, for every route but the file upload (JSON and forms).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     docs_enabled: bool | None = None
 
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -131,19 +156,47 @@ class Settings(BaseSettings):
         return self
     {%- endif %}
 
-    @model_validator(mode="after")
-    def _require_real_secret_outside_local(self) -> Self:
-        if self.current_environment is Environment.LOCAL:
-            return self
-        secret = self.secret_key.get_secret_value()
-        if secret in INSECURE_SECRET_KEYS or len(secret) < MIN_SECRET_KEY_LENGTH:
+    @field_validator("secret_key")
+    @classmethod
+    def _require_a_real_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if not secret:
+            msg = f"SECRET_KEY is not set; {GENERATE_KEY_HINT}"
+            raise ValueError(msg)
+        if (
+            secret.lower() in INSECURE_SECRET_KEYS
+            or len(secret) < MIN_SECRET_KEY_LENGTH
+            or len(set(secret)) < MIN_SECRET_KEY_DISTINCT_CHARACTERS
+        ):
             msg = (
-                f"SECRET_KEY must be set to a random value of at least {MIN_SECRET_KEY_LENGTH} "
-                f"characters when CURRENT_ENVIRONMENT={self.current_environment.value}; "
-                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(64))"'
+                f"SECRET_KEY is too weak: use a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters; {GENERATE_KEY_HINT}"
             )
             raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_weak_production_settings(self) -> Self:
+        if self.current_environment is not Environment.PROD:
+            return self
+        if "*" in self.cors_origins:
+            msg = (
+                'CORS_ORIGINS must list the allowed origins in prod, not "*": the API '
+                "allows credentials, so any site could call it as the signed-in user"
+            )
+            raise ValueError(msg)
+        if self.bcrypt_rounds < MIN_PROD_BCRYPT_ROUNDS:
+            msg = f"BCRYPT_ROUNDS must be at least {MIN_PROD_BCRYPT_ROUNDS} in prod"
+            raise ValueError(msg)
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Secrets already show as `**********`; URLs may carry a password too.
+        for name, value in super().__repr_args__():
+            if name is not None and name.endswith("_url") and isinstance(value, str):
+                yield name, mask_password(value)
+            else:
+                yield name, value
 
     @property
     def is_local(self) -> bool:
@@ -160,3 +213,20 @@ class Settings(BaseSettings):
         if self.log_json is not None:
             return self.log_json
         return not self.is_local
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and `.env`; invalid ones stop the process with one
+    line naming each problem (and never the refused value).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(
+                message if not name or message.startswith(name) else f"{name}: {message}"
+            )
+        raise SystemExit("Invalid settings: " + "; ".join(problems)) from None

@@ -45,6 +45,12 @@ class PermissionDeniedError(AppError):
     detail = "Not enough permissions"
 
 
+class InvalidInputError(AppError):
+    status_code = 422
+    error_code = "VALIDATION_ERROR"
+    detail = "Invalid input"
+
+
 class PayloadTooLargeError(AppError):
     status_code = 413
     error_code = "PAYLOAD_TOO_LARGE"

@@ -55,10 +55,12 @@ def _json_sink(message: "Message") -> None:
 def setup_logging(settings: Settings) -> None:
     logger.remove()
     logger.configure(extra={"request_id": "-"})
+    # diagnose=False: a traceback must never print the values of local variables (passwords,
+    # keys, request bodies).
     if settings.json_logs:
-        logger.add(_json_sink, level=settings.log_level)
+        logger.add(_json_sink, level=settings.log_level, diagnose=False)
     else:
-        logger.add(sys.stderr, level=settings.log_level, format=TEXT_FORMAT)
+        logger.add(sys.stderr, level=settings.log_level, format=TEXT_FORMAT, diagnose=False)
     logging.basicConfig(handlers=[InterceptHandler()], level=settings.log_level, force=True)
     for name in ("uvicorn", "uvicorn.error", "fastapi", "sqlalchemy"):
         logging.getLogger(name).handlers = []

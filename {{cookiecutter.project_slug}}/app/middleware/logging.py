@@ -23,6 +23,16 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"strict-origin-when-cross-origin"),
 ]
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# Control characters (C0, DEL, C1, line and paragraph separators) shown as escapes, so that a
+# client cannot end a log line and forge the next one.
+_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+def printable(text: str) -> str:
+    return text.translate(_ESCAPES)
 
 
 def _request_id(scope: Scope) -> bytes:
@@ -64,7 +74,9 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception:
-                logger.exception("Unhandled error in {} {}", scope["method"], scope["path"])
+                logger.exception(
+                    "Unhandled error in {} {}", scope["method"], printable(scope["path"])
+                )
                 if response_started:
                     raise
                 response = JSONResponse(
@@ -75,7 +87,7 @@ class RequestContextMiddleware:
                 if self.log_requests:
                     fields = {
                         "method": scope["method"],
-                        "path": scope["path"],
+                        "path": printable(scope["path"]),
                         "status": status_code,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     }

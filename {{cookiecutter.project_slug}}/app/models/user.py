@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -16,3 +18,6 @@ class User(Base):
     hashed_password: Mapped[str] = mapped_column(String(field_sizes.PASSWORD_HASH_MAX))
     is_active: Mapped[bool] = mapped_column(default=True)
     is_superuser: Mapped[bool] = mapped_column(default=False)
+    # When the password last changed or the account was deactivated: access tokens issued
+    # before it are refused (`app/api/v1/deps/auth.py`), on every process at once.
+    credentials_changed_at: Mapped[datetime | None] = mapped_column(default=None)

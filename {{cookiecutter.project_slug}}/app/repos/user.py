@@ -1,3 +1,4 @@
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,8 @@ class UserRepository(BaseRepository[User]):
     model = User
 
     async def get_by_login(self, login: str) -> User | None:
-        """Find a user by username or email (both stored lower-cased)."""
-        login = login.strip().lower()
+        """Find a user by username or email (both stored NFKC-normalised and lower-cased)."""
+        login = unicodedata.normalize("NFKC", login).strip().lower()
         if "\x00" in login:
             return None  # no username or email holds one, and PostgreSQL refuses it in a query
         result = await self.session.scalars(

@@ -1,26 +1,62 @@
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    EmailStr,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 
 from app.core import field_sizes
 from app.schemas.base import Schema
 
 
-def _password_fits_bcrypt(password: str) -> str:
+def _password_fits_bcrypt(password: SecretStr) -> SecretStr:
     # bcrypt reads at most 72 bytes; refuse longer ones instead of silently truncating them.
-    if len(password.encode()) > field_sizes.PASSWORD_MAX_BYTES:
+    if len(password.get_secret_value().encode()) > field_sizes.PASSWORD_MAX_BYTES:
         msg = f"must be at most {field_sizes.PASSWORD_MAX_BYTES} bytes in UTF-8"
         raise ValueError(msg)
     return password
 
 
+# SecretStr: a repr or a log line of the model shows `**********`, never the password.
 Password = Annotated[
-    str, Field(min_length=field_sizes.PASSWORD_MIN_CHARS), AfterValidator(_password_fits_bcrypt)
+    SecretStr,
+    Field(min_length=field_sizes.PASSWORD_MIN_CHARS),
+    AfterValidator(_password_fits_bcrypt),
 ]
+# Scripts that are written together: Japanese mixes kana and kanji, Korean hangul and hanja.
+_SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "BOPOMOFO": "CJK"}
+
+
+def nfkc(value: object) -> object:
+    """Compatibility forms folded (full-width a, U+FF41, is a), so look-alikes meet as equals."""
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
+
+def _script(char: str) -> str:
+    script = unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+    return _SCRIPT_FAMILIES.get(script, script)
+
+
+def _local_part_in_one_script(email: str) -> str:
+    # A Cyrillic a (U+0430) among Latin letters looks Latin: such an address impersonates another.
+    scripts = {_script(char) for char in email.rpartition("@")[0] if char.isalpha()}
+    if len(scripts) > 1:
+        msg = "the part before @ mixes alphabets (" + ", ".join(sorted(scripts)).lower() + ")"
+        raise ValueError(msg)
+    return email
+
+
 Username = Annotated[
     str,
+    BeforeValidator(nfkc),
     StringConstraints(
         strip_whitespace=True,
         to_lower=True,
@@ -29,7 +65,13 @@ Username = Annotated[
         pattern=field_sizes.USERNAME_PATTERN,
     ),
 ]
-Email = Annotated[EmailStr, Field(max_length=field_sizes.EMAIL_MAX), AfterValidator(str.lower)]
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(nfkc),
+    Field(max_length=field_sizes.EMAIL_MAX),
+    AfterValidator(str.lower),
+    AfterValidator(_local_part_in_one_script),
+]
 PersonName = Annotated[
     str,
     StringConstraints(
@@ -74,7 +116,7 @@ class UserAdminUpdate(UserUpdate):
 
 
 class PasswordChange(Schema):
-    current_password: str = Field(max_length=1024)
+    current_password: SecretStr = Field(max_length=1024)
     new_password: Password
 
 

@@ -2,12 +2,14 @@
 
 import hashlib
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import IssuedToken, PasswordHasher, TokenCodec, TokenType
 from app.core.exceptions import AuthenticationError, BadRequestError, PermissionDeniedError
 from app.core.rate_limit import RateLimiter
+from app.models.base import utc_now
 from app.models.user import User
 from app.repos.refresh_token import RefreshTokenRepository
 from app.repos.user import UserRepository
@@ -62,7 +64,7 @@ class AuthService:
             email=data.email,
             first_name=data.first_name,
             last_name=data.last_name,
-            hashed_password=await self.passwords.hash(data.password),
+            hashed_password=await self.passwords.hash(data.password.get_secret_value()),
         )
         return await self.users.create(user)
 
@@ -103,12 +105,24 @@ class AuthService:
         await self.tokens.revoke_if_active(claims.jti)
 
     async def change_password(self, user: User, data: PasswordChange) -> None:
-        if not await self.passwords.verify(data.current_password, user.hashed_password):
+        current = data.current_password.get_secret_value()
+        if not await self.passwords.verify(current, user.hashed_password):
             raise BadRequestError("Current password is incorrect")
+        new_hash = await self.passwords.hash(data.new_password.get_secret_value())
         await self.users.update_fields(
-            user, {"hashed_password": await self.passwords.hash(data.new_password)}
+            user, {"hashed_password": new_hash, "credentials_changed_at": utc_now()}
         )
         await self.tokens.revoke_all_for_user(user.id)
+
+    async def admin_update(self, user: User, values: dict[str, Any]) -> User:
+        """An administrator's change; deactivation also ends every session of the user."""
+        deactivating = values.get("is_active") is False and user.is_active
+        if deactivating:
+            values = {**values, "credentials_changed_at": utc_now()}
+        updated = await self.users.update_fields(user, values)
+        if deactivating:
+            await self.tokens.revoke_all_for_user(user.id)
+        return updated
 
     async def _handle_dead_token(self, jti: uuid.UUID) -> None:
         """A token that is unknown or already used; reuse of a rotated one kills its family."""

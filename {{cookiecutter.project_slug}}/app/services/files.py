@@ -13,8 +13,13 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.exceptions import NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError
-from app.models.file import FILE_NAME_MAX, StoredFile
+from app.core.exceptions import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from app.models.file import StoredFile
 from app.repos.file import FileRepository
 from app.schemas.back_blaze_bucket import B2FileVersion
 from app.schemas.file import DownloadLink
@@ -22,8 +27,8 @@ from app.services.back_blaze_b2 import BackBlaze, StoredObjectNotFoundError
 
 # The most an upload holds in memory at once while it is measured.
 CHUNK_SIZE = 64 * 1024
-# B2 names are at most 1024 bytes; "<owner uuid>/<file uuid>/" takes 74 of them.
-MAX_NAME_BYTES = 900
+# b2sdk refuses a path segment over 250 bytes; the name is the last segment of the B2 name.
+MAX_NAME_BYTES = 250
 
 
 def media_type(content_type: str | None) -> str:
@@ -33,10 +38,14 @@ def media_type(content_type: str | None) -> str:
 
 
 def clean_file_name(filename: str | None) -> str:
-    """The client's file name without any directory part or control characters."""
+    """The client's file name without any directory part or control characters; a name over
+    MAX_NAME_BYTES in UTF-8 is refused (422), not cut.
+    """
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(char for char in name if char.isprintable()).strip()
-    name = name[:FILE_NAME_MAX].encode()[:MAX_NAME_BYTES].decode(errors="ignore")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        msg = f"The file name is longer than {MAX_NAME_BYTES} bytes in UTF-8"
+        raise InvalidInputError(msg)
     return name if name not in {"", ".", ".."} else "file"
 
 
@@ -62,16 +71,18 @@ class FileService:
         return await self._repo.list_for_owner(owner_id, offset=offset, limit=limit)
 
     async def upload(self, owner_id: uuid.UUID, upload: UploadFile) -> StoredFile:
-        """Check the type (415) and size (413), store the bytes in B2, then record them."""
+        """Check the type (415), name (422) and size (413), store the bytes in B2, then record
+        them.
+        """
         content_type = media_type(upload.content_type)
         if content_type not in self._allowed_types:
             allowed = ", ".join(sorted(self._allowed_types))
             msg = f"Content type {content_type!r} is not accepted; accepted: {allowed}"
             raise UnsupportedMediaTypeError(msg)
+        name = clean_file_name(upload.filename)
         size, checksum = await self._measure(upload)
 
         file_id = uuid.uuid4()
-        name = clean_file_name(upload.filename)
         # The row id in the B2 name makes every name unique and no prefix of another, which
         # keeps download authorizations (granted per name prefix) to this one file.
         stored_version = await self._storage.upload_stream(

@@ -42,6 +42,8 @@ async def get_current_user(
         user = await UserReader(connection).get(claims.subject)
     if user is None:
         raise AuthenticationError("User no longer exists")
+    if user.credentials_changed_at is not None and claims.issued_at < user.credentials_changed_at:
+        raise AuthenticationError("Token issued before the credentials changed")
     if not user.is_active:
         raise PermissionDeniedError("Inactive user")
     return user

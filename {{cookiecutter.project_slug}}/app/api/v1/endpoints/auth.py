@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.v1.deps.auth import AuthServiceDep
@@ -11,6 +11,12 @@ from app.schemas.user import UserCreate, UserRead
 from app.services.auth import LoginLimits
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+async def no_store(response: Response) -> None:
+    """Token responses must not be cached by browsers or proxies (RFC 6749, section 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 @router.post(
@@ -25,7 +31,11 @@ async def signup(data: UserCreate, auth: AuthServiceDep) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/login", responses=error_responses(401, 403, 422, 429))
+@router.post(
+    "/login",
+    responses=error_responses(401, 403, 422, 429),
+    dependencies=[Depends(no_store)],
+)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
@@ -43,7 +53,7 @@ async def login(
 @router.post(
     "/refresh",
     responses=error_responses(401, 403, 422, 429),
-    dependencies=[Depends(limit_per_address("refresh"))],
+    dependencies=[Depends(limit_per_address("refresh")), Depends(no_store)],
 )
 async def refresh(data: RefreshRequest, auth: AuthServiceDep) -> TokenPair:
     """Rotate a refresh token: it is dead afterwards, and reusing it revokes its whole family."""

@@ -67,10 +67,17 @@ async def read_user(user_id: uuid.UUID, _: CurrentSuperuser, session: SessionDep
 
 @router.patch("/{user_id}", responses=error_responses(*AUTH_ERRORS, 404, 409, 422))
 async def update_user(
-    user_id: uuid.UUID, data: UserAdminUpdate, _: CurrentSuperuser, session: SessionDep
+    user_id: uuid.UUID,
+    data: UserAdminUpdate,
+    _: CurrentSuperuser,
+    session: SessionDep,
+    auth: AuthServiceDep,
 ) -> UserRead:
+    """Deactivating a user (`is_active: false`) also ends their sessions: refresh tokens are
+    revoked and earlier access tokens refused, so reactivation does not revive them.
+    """
     user = await _get_user_or_404(session, user_id)
-    updated = await UserRepository(session).update_fields(user, data.model_dump(exclude_unset=True))
+    updated = await auth.admin_update(user, data.model_dump(exclude_unset=True))
     return UserRead.model_validate(updated)
 
 
