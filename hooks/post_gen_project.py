@@ -36,6 +36,17 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
         "tests/test_b2_service.py",
         "tests/test_files.py",
     ),
+    # Kubernetes manifests: replicas need a database they can share, which SQLite is not.
+    "database=postgresql": (
+        "deploy/kubernetes/kustomization.yaml",
+        "deploy/kubernetes/configmap.yaml",
+        "deploy/kubernetes/secret.example.yaml",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/service.yaml",
+        "deploy/kubernetes/migration-job.yaml",
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kubernetes/pdb.yaml",
+    ),
 }
 
 SECRET_KEY_PREFIX = "SECRET_KEY="  # noqa: S105 (the key name, not a secret)
