@@ -54,6 +54,13 @@ CONFIGMAP_KEYS = frozenset(
         "MAX_REPLICAS",
     }
 )
+# The longest slug the pre-generation hook accepts, with underscores (not allowed in Kubernetes
+# names): rendered too, with every option on.
+LONG_SLUG = {"project_slug": "long_" + "x" * 57 + "9"}
+ALL_ON = [{"database": "postgresql", "use_b2_storage": True, "use_redis": True}]
+# Kubernetes object names: DNS-1123 subdomains; Services and Jobs (whose name is also a label
+# value) at most 63 characters.
+DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 K8S_DIR = "deploy/kubernetes/"
 # The JSON-schema checks read YAML 1.2 like check-jsonschema (and GitHub): PyYAML's YAML 1.1
 # turns a workflow's `on:` key into True.
@@ -112,15 +119,17 @@ class Variant:
 @pytest.fixture(scope="module")
 def variants() -> list[Variant]:
     groups: dict[tuple[tuple[str, str], ...], Variant] = {}
-    for combo in all_combinations():
+    combos = [(variant_id(combo), combo) for combo in all_combinations()]
+    combos += [(f"{variant_id(combo)}-long-slug", {**combo, **LONG_SLUG}) for combo in ALL_ON]
+    for name, combo in combos:
         answers = full_answers(**combo)
         files = render_files(answers, is_deployment_file)
         key = tuple(sorted(files.items()))
         if key in groups:
             old = groups[key]
-            groups[key] = Variant(old.answers, (*old.ids, variant_id(combo)), old.files)
+            groups[key] = Variant(old.answers, (*old.ids, name), old.files)
         else:
-            groups[key] = Variant(answers, (variant_id(combo),), files)
+            groups[key] = Variant(answers, (name,), files)
     return list(groups.values())
 
 
@@ -462,6 +471,14 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
     config = configmap["data"]
     secrets = secret.get("stringData", {})
     name = deployment["metadata"]["name"]
+    for doc in docs.values():
+        doc_name = doc["metadata"]["name"]
+        short = doc["kind"] in {"Service", "Job"}
+        if not DNS_1123.fullmatch(doc_name) or len(doc_name) > (63 if short else 253):
+            yield f"{doc['kind']} name {doc_name!r} is not a valid Kubernetes name"
+        for key, value in doc["metadata"].get("labels", {}).items():
+            if len(value) > 63:
+                yield f"{doc['kind']} label {key} is over 63 characters"
 
     # Images: the kustomization's image name is what the Deployment and the Job run.
     images = {image_entry["name"] for image_entry in kustomization.get("images", [])}
