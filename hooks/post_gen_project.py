@@ -23,6 +23,17 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 # condition -> files that exist only when it holds. A condition is a yes/no answer
 # ("use_b2_storage": the answer is yes) or a choice ("database=postgresql").
 OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
+    # Kubernetes manifests: replicas need a database they can share, which SQLite is not.
+    "database=postgresql": (
+        "deploy/kubernetes/kustomization.yaml",
+        "deploy/kubernetes/configmap.yaml",
+        "deploy/kubernetes/secret.example.yaml",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/service.yaml",
+        "deploy/kubernetes/migration-job.yaml",
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kubernetes/pdb.yaml",
+    ),
     "use_b2_storage": (
         "app/services/back_blaze_b2.py",
         "app/services/files.py",

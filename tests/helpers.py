@@ -2,6 +2,7 @@
 
 import ast
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import httpx
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
+from jinja2 import FileSystemLoader
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
 HOOKS_DIR = TEMPLATE_DIR / "hooks"
+PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 # The shared virtualenv: every tool runs from the interpreter that runs the suite.
 BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python")
@@ -70,15 +73,20 @@ BASE_FILES = (
     ".dockerignore",
     ".env",
     ".env.example",
+    ".github/dependabot.yml",
     ".github/workflows/ci.yml",
+    ".github/zizmor.yml",
     ".gitignore",
+    ".hadolint.yaml",
     ".pre-commit-config.yaml",
+    ".yamllint.yaml",
     "Dockerfile",
     "Makefile",
     "README.md",
     "alembic.ini",
     "docker-compose.yml",
     "pyproject.toml",
+    "requirements-lint.txt",
     "app/__init__.py",
     "app/main.py",
     "app/cli.py",
@@ -137,6 +145,41 @@ def default_answers(**overrides: object) -> dict[str, object]:
     )
     answers = prompt_for_config(context, no_input=True)
     return {key: value for key, value in answers.items() if not key.startswith("_")}
+
+
+def full_answers(**overrides: object) -> dict[str, object]:
+    """Every answer as the template sees it (private keys such as `_extensions` included)."""
+    context = generate_context(
+        context_file=str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=overrides
+    )
+    return dict(prompt_for_config(context, no_input=True))
+
+
+@functools.cache
+def _file_environment() -> StrictEnvironment:
+    """cookiecutter's Jinja environment for the project template's files (compiled once)."""
+    context = {"cookiecutter": full_answers()}
+    env = StrictEnvironment(context=context, keep_trailing_newline=True)
+    env.loader = FileSystemLoader(str(PROJECT_TEMPLATE))
+    return env
+
+
+def render_files(
+    answers: Mapping[str, object], select: Callable[[str], bool] = lambda rel: True
+) -> dict[str, str]:
+    """The project files that `select` picks, rendered for these (full) answers as cookiecutter
+    renders them, less the files the post-generation hook removes: {relative path: text}.
+
+    Much cheaper than a whole render, for checks that need many combinations' files only.
+    """
+    env = _file_environment()
+    disabled = set(disabled_files(answers))
+    files = {}
+    for path in sorted(PROJECT_TEMPLATE.rglob("*")):
+        rel = path.relative_to(PROJECT_TEMPLATE).as_posix()
+        if path.is_file() and rel not in disabled and select(rel) and "__pycache__" not in rel:
+            files[rel] = env.get_template(rel).render(cookiecutter=answers)
+    return files
 
 
 def all_combinations() -> list[dict[str, object]]:
