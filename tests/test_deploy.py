@@ -38,9 +38,6 @@ from ruamel.yaml import YAML
 KUBERNETES_VERSION = "1.33.0"
 # uvicorn reads these itself (Dockerfile, ConfigMap); they need no Settings field.
 UVICORN_ENV = frozenset({"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"})
-# Settings fields that the scale-out work adds to app/core/config.py in a parallel change:
-# accepted as env names until the rendered config.py defines them (then they are simply in it).
-PENDING_SETTINGS = frozenset({"DB_MAX_CONNECTIONS", "MAX_REPLICAS", "WEB_CONCURRENCY", "REDIS_URL"})
 # ConfigMap keys the manifests must set.
 CONFIGMAP_KEYS = frozenset(
     {
@@ -403,8 +400,7 @@ def check_compose(variant: Variant, image: Dockerfile, settings: set[str]) -> It
     if app.get("ports") != [f"127.0.0.1:{image.port}:{image.port}"]:
         yield f"compose app ports {app.get('ports')} != the image's port {image.port}"
     yield from (
-        f"compose app sets {name}, which no setting reads"
-        for name in sorted(set(env) - settings - PENDING_SETTINGS)
+        f"compose app sets {name}, which no setting reads" for name in sorted(set(env) - settings)
     )
     depends = app.get("depends_on") or {}
     postgres = answers["database"] == "postgresql"
@@ -633,7 +629,7 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
     for key in sorted(set(secrets) - {"SECRET_KEY"}):
         if not re.search(r"change-me|\b[A-Z]+_(?:PASSWORD|HOST)\b", secrets[key]):
             yield f"Secret example {key} does not look like a placeholder"
-    allowed = settings | UVICORN_ENV | PENDING_SETTINGS
+    allowed = settings | UVICORN_ENV
     for source, names in [("ConfigMap", set(config)), ("Secret example", set(secrets))]:
         yield from (f"{source} sets {n}, which no setting reads" for n in sorted(names - allowed))
 
