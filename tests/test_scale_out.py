@@ -114,7 +114,8 @@ def project(render_once, tmp_path_factory) -> Iterator[tuple[Path, dict[str, str
                 DATABASE_URL=database_url,
                 REDIS_URL=redis.url,
                 REDIS_KEY_PREFIX=f"scale-{secrets.token_hex(6)}",
-                CURRENT_ENVIRONMENT="prod",
+                # Not prod: its floor on BCRYPT_ROUNDS would make these logins slow.
+                CURRENT_ENVIRONMENT="staging",
                 SECRET_KEY=secrets.token_urlsafe(64),
                 BCRYPT_ROUNDS="4",
                 LOG_LEVEL="INFO",

@@ -13,8 +13,8 @@ import pytest
 from httpx import ASGITransport, AsyncClient
 
 from app.core.auth import JWT_ALGORITHM
+from app.core.clock import utc_now
 from app.main import create_app
-from app.models.base import utc_now
 from tests.helpers import (
     DEFAULT_PASSWORD,
     TEST_SETTINGS,

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import auth as auth_module
 from app.core.auth import JWT_ALGORITHM, TokenType
+from app.core.clock import utc_now
 from app.models import User
-from app.models.base import utc_now
 from tests.helpers import DEFAULT_PASSWORD, TEST_SETTINGS, TOKENS, UserFactory, auth_headers
 
 SECRET = TEST_SETTINGS.secret_key.get_secret_value()

@@ -184,3 +184,32 @@ async def test_admin_unknown_and_malformed_ids(
     assert unknown.json()["error_code"] == "NOT_FOUND"
     malformed = await client.request(method, "/api/v1/users/not-a-uuid", headers=headers, json={})
     assert malformed.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "allowed"),
+    [
+        ("PATCH", {"is_active": False}, 200),
+        ("PATCH", {"is_superuser": False}, 200),
+        ("DELETE", None, 204),
+    ],
+    ids=["deactivate", "demote", "delete"],
+)
+async def test_the_last_active_superuser_cannot_lock_everyone_out(
+    client: AsyncClient,
+    make_user: UserFactory,
+    method: str,
+    body: dict[str, bool] | None,
+    allowed: int,
+) -> None:
+    admin = await make_user(is_superuser=True)
+    await make_user(is_superuser=True, is_active=False)  # an inactive one does not count
+    url = f"/api/v1/users/{admin.id}"
+    refused = await client.request(method, url, headers=auth_headers(admin), json=body)
+    assert refused.status_code == 409
+    assert refused.json()["error_code"] == "LAST_SUPERUSER"
+    assert (await client.get("/api/v1/users/me", headers=auth_headers(admin))).status_code == 200
+
+    await make_user(is_superuser=True)
+    response = await client.request(method, url, headers=auth_headers(admin), json=body)
+    assert response.status_code == allowed, response.text

@@ -13,9 +13,9 @@ import bcrypt
 import jwt
 
 from app.core import field_sizes
+from app.core.clock import utc_now
 from app.core.config import Settings
 from app.core.exceptions import AuthenticationError
-from app.models.base import utc_now
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "type", "jti", "iat", "exp"]

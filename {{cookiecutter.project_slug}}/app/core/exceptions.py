@@ -30,6 +30,14 @@ class ConflictError(AppError):
     detail = "Conflict"
 
 
+class LastSuperuserError(ConflictError):
+    error_code = "LAST_SUPERUSER"
+    detail = (
+        "This is the last active superuser: make another user a superuser first "
+        "(or use `python -m app.cli create-superuser`)"
+    )
+
+
 class AuthenticationError(AppError):
     status_code = 401
     error_code = "NOT_AUTHENTICATED"

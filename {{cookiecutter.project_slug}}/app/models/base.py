@@ -8,6 +8,8 @@ from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.core.clock import utc_now
+
 # Explicit constraint names keep migrations identical on every database.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -16,10 +18,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -3,7 +3,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 
-from app.models.base import utc_now
+from app.core.clock import utc_now
 from app.models.refresh_token import RefreshToken
 from app.repos.base import BaseRepository
 

@@ -48,6 +48,18 @@ class UserRepository(BaseRepository[User]):
         except IntegrityError as exc:
             raise ConflictError("The user still owns data that must be deleted first") from exc
 
+    async def other_active_superusers(self, user: User) -> int:
+        """How many active superusers there are besides `user`; their rows stay locked until
+        the transaction ends (PostgreSQL), so two admins cannot demote each other at once.
+        SQLite needs no lock: its write transactions already run one at a time.
+        """
+        query = (
+            select(User.id)
+            .where(User.is_superuser, User.is_active, User.id != user.id)
+            .with_for_update()
+        )
+        return len((await self.session.scalars(query)).all())
+
     async def list_page(self, *, offset: int, limit: int) -> tuple[Sequence[User], int]:
         query = select(User).order_by(User.created_at, User.id)
         return await self.page(query, offset=offset, limit=limit)

@@ -1,9 +1,6 @@
-from typing import Annotated, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict
-
-from app.core import field_sizes
 
 ItemT = TypeVar("ItemT")
 
@@ -22,10 +19,3 @@ class Page(Schema, Generic[ItemT]):
 class PageParams(Schema):
     offset: int
     limit: int
-
-
-def page_params(
-    offset: Annotated[int, Query(ge=0, le=field_sizes.PAGE_OFFSET_MAX)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> PageParams:
-    return PageParams(offset=offset, limit=limit)

@@ -7,9 +7,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import IssuedToken, PasswordHasher, TokenCodec, TokenType
-from app.core.exceptions import AuthenticationError, BadRequestError, PermissionDeniedError
+from app.core.clock import utc_now
+from app.core.exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    LastSuperuserError,
+    PermissionDeniedError,
+)
 from app.core.rate_limit import RateLimiter
-from app.models.base import utc_now
 from app.models.user import User
 from app.repos.refresh_token import RefreshTokenRepository
 from app.repos.user import UserRepository
@@ -116,6 +121,9 @@ class AuthService:
 
     async def admin_update(self, user: User, values: dict[str, Any]) -> User:
         """An administrator's change; deactivation also ends every session of the user."""
+        losing_power = values.get("is_active") is False or values.get("is_superuser") is False
+        if losing_power:
+            await self._keep_a_superuser(user)
         deactivating = values.get("is_active") is False and user.is_active
         if deactivating:
             values = {**values, "credentials_changed_at": utc_now()}
@@ -123,6 +131,19 @@ class AuthService:
         if deactivating:
             await self.tokens.revoke_all_for_user(user.id)
         return updated
+
+    async def admin_delete(self, user: User) -> None:
+        await self._keep_a_superuser(user)
+        await self.users.remove(user)
+
+    async def _keep_a_superuser(self, user: User) -> None:
+        """409 when `user` is the last active superuser: nobody could administer users then."""
+        if (
+            user.is_superuser
+            and user.is_active
+            and not await self.users.other_active_superusers(user)
+        ):
+            raise LastSuperuserError()
 
     async def _handle_dead_token(self, jti: uuid.UUID) -> None:
         """A token that is unknown or already used; reuse of a rotated one kills its family."""

@@ -42,10 +42,11 @@ async def get_current_user(
         user = await UserReader(connection).get(claims.subject)
     if user is None:
         raise AuthenticationError("User no longer exists")
-    if user.credentials_changed_at is not None and claims.issued_at < user.credentials_changed_at:
-        raise AuthenticationError("Token issued before the credentials changed")
     if not user.is_active:
         raise PermissionDeniedError("Inactive user")
+    # After a password change or a deactivation; reactivation does not revive such tokens.
+    if user.credentials_changed_at is not None and claims.issued_at < user.credentials_changed_at:
+        raise AuthenticationError("Token issued before the credentials changed")
     return user
 
 

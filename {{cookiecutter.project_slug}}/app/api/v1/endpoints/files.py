@@ -1,12 +1,13 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, UploadFile, status
+from fastapi import APIRouter, File, UploadFile, status
 
 from app.api.v1.deps.auth import CurrentUser
+from app.api.v1.deps.pagination import PageDep
 from app.api.v1.deps.storage import FileServiceDep
 from app.core.responses import error_responses
-from app.schemas.base import Page, PageParams, page_params
+from app.schemas.base import Page
 from app.schemas.file import DownloadLink, FileRead
 
 router = APIRouter(prefix="/files", tags=["files"])
@@ -30,9 +31,7 @@ async def upload_file(
 
 
 @router.get("", responses=error_responses(*AUTH_ERRORS, 422))
-async def list_files(
-    user: CurrentUser, files: FileServiceDep, page: Annotated[PageParams, Depends(page_params)]
-) -> Page[FileRead]:
+async def list_files(user: CurrentUser, files: FileServiceDep, page: PageDep) -> Page[FileRead]:
     items, total = await files.list(user.id, offset=page.offset, limit=page.limit)
     return Page(
         items=[FileRead.model_validate(item) for item in items],

@@ -1,16 +1,16 @@
 import uuid
-from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
 from app.api.v1.deps.auth import AuthServiceDep, CurrentSuperuser, CurrentUser
 from app.api.v1.deps.db import SessionDep
+from app.api.v1.deps.pagination import PageDep
 from app.api.v1.deps.rate_limit import limit_per_address
 from app.core.exceptions import NotFoundError
 from app.core.responses import error_responses
 from app.models.user import User
 from app.repos.user import UserRepository
-from app.schemas.base import Page, PageParams, page_params
+from app.schemas.base import Page
 from app.schemas.user import PasswordChange, UserAdminUpdate, UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -41,9 +41,7 @@ async def change_password(data: PasswordChange, user: CurrentUser, auth: AuthSer
 
 
 @router.get("", responses=error_responses(*AUTH_ERRORS, 422))
-async def list_users(
-    _: CurrentSuperuser, session: SessionDep, page: Annotated[PageParams, Depends(page_params)]
-) -> Page[UserRead]:
+async def list_users(_: CurrentSuperuser, session: SessionDep, page: PageDep) -> Page[UserRead]:
     users, total = await UserRepository(session).list_page(offset=page.offset, limit=page.limit)
     return Page(
         items=[UserRead.model_validate(u) for u in users],
@@ -86,6 +84,15 @@ async def update_user(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(*AUTH_ERRORS, 404, 409, 422),
 )
-async def delete_user(user_id: uuid.UUID, _: CurrentSuperuser, session: SessionDep) -> None:
+async def delete_user(
+    user_id: uuid.UUID, _: CurrentSuperuser, session: SessionDep, auth: AuthServiceDep
+) -> None:
+    {%- if cookiecutter.use_b2_storage %}
+    """409 for the last active superuser, and for a user who still owns files (delete those
+    first, so no object is left in B2 without its row).
+    """
+    {%- else %}
+    """409 for the last active superuser: nobody could administer users then."""
+    {%- endif %}
     user = await _get_user_or_404(session, user_id)
-    await UserRepository(session).remove(user)
+    await auth.admin_delete(user)
