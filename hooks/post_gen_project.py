@@ -112,16 +112,15 @@ def next_steps(env_written: bool) -> str:
     slug = ANSWERS["project_slug"]
     steps = [
         f"cd {slug}",
-        "python -m venv .venv && . .venv/bin/activate",
-        "pip install -e '.[dev]'        # or: uv sync",
+        "make venv                       # or: uv sync",
     ]
     if ANSWERS["database"] == "postgresql":
         steps.append("docker compose up -d postgres   # or point DATABASE_URL in .env at a server")
     steps += [
-        "alembic upgrade head",
-        "python -m app.cli create-superuser --email you@example.com --username admin",
-        "uvicorn app.main:app --reload   # then open http://127.0.0.1:8000/docs",
-        "python -m pytest",
+        "make migrate",
+        "make superuser email=you@example.com username=admin",
+        "make run                        # then open http://127.0.0.1:8000/docs",
+        "make test",
     ]
     env_note = (
         ".env written with a fresh SECRET_KEY (it is git-ignored; keep it out of commits)."

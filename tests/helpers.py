@@ -251,8 +251,7 @@ def tool_env(**extra: str) -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("PYTEST_", "COV_CORE_", "MYPY", "RUFF_"))
-        and key
-        not in {"DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV", "REQUIRE_POSTGRES", "REQUIRE_REDIS"}
+        and key not in {"DATABASE_URL", "PYTHONPATH", "VIRTUAL_ENV", "REQUIRE_REDIS"}
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)

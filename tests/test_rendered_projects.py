@@ -34,9 +34,7 @@ def database_url(variant, tmp_path) -> Iterator[str]:
 
 def test_rendered_pytest(render_once, variant):
     root = render_once(**variant)
-    extra = {"REQUIRE_POSTGRES": "1"} if variant["database"] == "postgresql" else {}
-    if variant["use_redis"]:
-        extra["REQUIRE_REDIS"] = "1"
+    extra = {"REQUIRE_REDIS": "1"} if variant["use_redis"] else {}
     check([PYTHON, "-m", "pytest", "-p", "no:cacheprovider"], cwd=root, env=tool_env(**extra))
 
 

@@ -32,7 +32,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
-REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 TEST_DATABASE_NAME = f"test_{{ cookiecutter.project_slug.replace('-', '_') }}_{uuid.uuid4().hex[:8]}"
 TEST_DATABASE_URL = (
     make_url(ADMIN_URL).set(database=TEST_DATABASE_NAME).render_as_string(hide_password=False)

@@ -1,6 +1,7 @@
 """The HTTP envelope: error bodies, request ids, headers, docs, CORS and settings."""
 
 import json
+import re
 import secrets
 from datetime import datetime
 
@@ -167,3 +168,45 @@ async def test_openapi_documents_error_responses(client: AsyncClient) -> None:
         ]
         == "/api/v1/auth/login"
     )
+
+
+async def test_docs_need_no_cdn(client: AsyncClient) -> None:
+    """/docs and /redoc load their JavaScript and CSS from the service itself."""
+    for page, assets in [
+        ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+        ("/redoc", ["redoc.standalone.js"]),
+    ]:
+        html = (await client.get(page)).text
+        assert "cdn." not in html
+        assert "https://" not in html
+        for asset in assets:
+            url = f"/static-offline-docs/{asset}"
+            assert url in html, page
+            served = await client.get(url)
+            assert served.status_code == 200, url
+            assert len(served.content) > 100_000
+
+
+async def test_operation_ids_are_short_and_unique(client: AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z0-9]+-[a-z0-9_]+", op_id) for op_id in ids), ids
+    assert schema["paths"]["/api/v1/auth/login"]["post"]["operationId"] == "auth-login"
+
+
+async def test_request_schemas_document_their_limits_and_examples(client: AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    password = schemas["UserCreate"]["properties"]["password"]
+    assert password["maxLength"] == 72
+    assert "bytes in UTF-8" in password["description"]
+    assert "lower-cased" in schemas["UserCreate"]["properties"]["username"]["description"]
+    for name in ("UserCreate", "UserUpdate", "UserAdminUpdate", "PasswordChange"):
+        assert schemas[name]["examples"], name
+
+
+async def test_the_signup_example_is_a_valid_signup(client: AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    [example] = schemas["UserCreate"]["examples"]
+    response = await client.post("/api/v1/auth/signup", json=example)
+    assert response.status_code == 201, response.text

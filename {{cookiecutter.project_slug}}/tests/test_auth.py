@@ -136,7 +136,14 @@ async def test_bad_credentials_get_the_same_answer(
     )
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert response.json()["detail"] == "Incorrect username or password"
+    # The usual error body, plus the OAuth2 fields that Swagger UI's Authorize dialog shows.
+    assert response.json() == {
+        "detail": "Incorrect username or password",
+        "error_code": "NOT_AUTHENTICATED",
+        "timestamp": response.json()["timestamp"],
+        "error": "invalid_grant",
+        "error_description": "Incorrect username or password",
+    }
 
 
 async def test_login_name_with_a_nul_character_is_401_not_500(client: AsyncClient) -> None:

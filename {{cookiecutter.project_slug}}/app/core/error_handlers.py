@@ -33,7 +33,9 @@ HTTP_ERROR_CODES = {
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
     return JSONResponse(
-        error_content(exc.detail, exc.error_code), status_code=exc.status_code, headers=exc.headers
+        error_content(exc.detail, exc.error_code, **exc.extra),
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 

@@ -9,6 +9,8 @@ class AppError(Exception):
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         self.detail = detail or type(self).detail
         self.headers = headers
+        # More fields for the error body, e.g. OAuth2's `error` on a failed login.
+        self.extra: dict[str, str] = {}
         super().__init__(self.detail)
 
 

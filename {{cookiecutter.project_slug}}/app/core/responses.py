@@ -29,18 +29,31 @@ class ErrorResponse(BaseModel):
     timestamp: datetime
 
 
-def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+class OAuth2ErrorResponse(ErrorResponse):
+    """A failed token request also carries the OAuth2 fields (RFC 6749, section 5.2), which
+    OAuth2 clients such as Swagger UI's Authorize dialog show.
+    """
+
+    error: str = Field(examples=["invalid_grant"])
+    error_description: str = Field(examples=["Incorrect username or password"])
+
+
+def error_responses(
+    *status_codes: int, model: type[ErrorResponse] = ErrorResponse
+) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: documents each status code with the error body."""
     return {
-        code: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[code]}
-        for code in status_codes
+        code: {"model": model, "description": ERROR_DESCRIPTIONS[code]} for code in status_codes
     }
 
 
-def error_content(detail: str | list[dict[str, Any]], error_code: str) -> dict[str, Any]:
-    """The JSON error body: `{"detail", "error_code", "timestamp"}`."""
+def error_content(
+    detail: str | list[dict[str, Any]], error_code: str, **extra: str
+) -> dict[str, Any]:
+    """The JSON error body: `{"detail", "error_code", "timestamp"}` (and any `extra` fields)."""
     return {
         "detail": detail,
         "error_code": error_code,
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        **extra,
     }

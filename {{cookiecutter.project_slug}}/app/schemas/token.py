@@ -13,4 +13,8 @@ class TokenPair(Schema):
 
 
 class RefreshRequest(Schema):
-    refresh_token: str = Field(max_length=4096)
+    refresh_token: str = Field(
+        max_length=4096,
+        description="The refresh token from the login or the last refresh",
+        examples=["eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOi..."],
+    )

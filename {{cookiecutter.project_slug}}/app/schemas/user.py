@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     EmailStr,
     Field,
     SecretStr,
@@ -28,7 +29,15 @@ def _password_fits_bcrypt(password: SecretStr) -> SecretStr:
 # SecretStr: a repr or a log line of the model shows `**********`, never the password.
 Password = Annotated[
     SecretStr,
-    Field(min_length=field_sizes.PASSWORD_MIN_CHARS),
+    Field(
+        min_length=field_sizes.PASSWORD_MIN_CHARS,
+        max_length=field_sizes.PASSWORD_MAX_BYTES,
+        description=(
+            f"{field_sizes.PASSWORD_MIN_CHARS} characters or more, and at most "
+            f"{field_sizes.PASSWORD_MAX_BYTES} bytes in UTF-8 (bcrypt's limit: a character "
+            "outside ASCII takes 2 to 4 bytes)"
+        ),
+    ),
     AfterValidator(_password_fits_bcrypt),
 ]
 # Scripts that are written together: Japanese mixes kana and kanji, Korean hangul and hanja.
@@ -57,6 +66,7 @@ def _local_part_in_one_script(email: str) -> str:
 Username = Annotated[
     str,
     BeforeValidator(nfkc),
+    Field(description="Letters, digits, `_`, `.` and `-`; stored lower-cased"),
     StringConstraints(
         strip_whitespace=True,
         to_lower=True,
@@ -68,7 +78,10 @@ Username = Annotated[
 Email = Annotated[
     EmailStr,
     BeforeValidator(nfkc),
-    Field(max_length=field_sizes.EMAIL_MAX),
+    Field(
+        max_length=field_sizes.EMAIL_MAX,
+        description="Stored NFKC-normalised and lower-cased; the part before @ in one alphabet",
+    ),
     AfterValidator(str.lower),
     AfterValidator(_local_part_in_one_script),
 ]
@@ -84,6 +97,20 @@ PersonName = Annotated[
 
 
 class UserCreate(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "ada",
+                    "email": "ada@example.com",
+                    "first_name": "Ada",
+                    "last_name": "Lovelace",
+                    "password": "correct horse battery staple",
+                }
+            ]
+        }
+    )
+
     username: Username
     email: Email
     first_name: PersonName
@@ -93,6 +120,8 @@ class UserCreate(Schema):
 
 class UserUpdate(Schema):
     """Partial update: omitted fields stay as they are; null is refused."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"first_name": "Augusta Ada"}]})
 
     username: Username | None = None
     email: Email | None = None
@@ -111,11 +140,24 @@ class UserUpdate(Schema):
 
 
 class UserAdminUpdate(UserUpdate):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"is_active": False}]})
+
     is_active: bool | None = None
     is_superuser: bool | None = None
 
 
 class PasswordChange(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "current_password": "correct horse battery staple",
+                    "new_password": "another long passphrase",
+                }
+            ]
+        }
+    )
+
     current_password: SecretStr = Field(max_length=1024)
     new_password: Password
 

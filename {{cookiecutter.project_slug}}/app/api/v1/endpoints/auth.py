@@ -5,7 +5,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.v1.deps.auth import AuthServiceDep
 from app.api.v1.deps.rate_limit import RateLimiterDep, client_address, limit_per_address
-from app.core.responses import error_responses
+from app.core.exceptions import AuthenticationError, PermissionDeniedError
+from app.core.responses import OAuth2ErrorResponse, error_responses
 from app.schemas.token import RefreshRequest, TokenPair
 from app.schemas.user import UserCreate, UserRead
 from app.services.auth import LoginLimits
@@ -33,7 +34,10 @@ async def signup(data: UserCreate, auth: AuthServiceDep) -> UserRead:
 
 @router.post(
     "/login",
-    responses=error_responses(401, 403, 422, 429),
+    responses={
+        **error_responses(401, 403, model=OAuth2ErrorResponse),
+        **error_responses(422, 429),
+    },
     dependencies=[Depends(no_store)],
 )
 async def login(
@@ -47,7 +51,11 @@ async def login(
     Failed attempts are limited per account and per client address; a success costs nothing.
     """
     limits = LoginLimits(limiter, form.username, client_address(request))
-    return await auth.login(form.username, form.password, limits)
+    try:
+        return await auth.login(form.username, form.password, limits)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        exc.extra = {"error": "invalid_grant", "error_description": exc.detail}
+        raise
 
 
 @router.post(
