@@ -57,7 +57,7 @@ clean:
 
 # make bench: render the SQLite and PostgreSQL variants into build/bench, serve each (and a bare
 # FastAPI ceiling) with uvicorn and load them with wrk over 127.0.0.1; prints one table and the
-# targets of issue 5, writes build/bench.json. Not part of make test. Shorter: make bench
+# performance targets (bench/run.py: targets()), writes build/bench.json. Not part of make test. Shorter: make bench
 # BENCH_SECONDS=3 SOAK_SECONDS=10 (see bench/run.py for every knob).
 APT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 

@@ -64,6 +64,11 @@ from tests.helpers import (
     RollbackDatabase,
     UserFactory,
     alembic_config,
+    {%- if cookiecutter.database == "postgresql" %}
+    create_database,
+    drop_database,
+    drop_stale_databases,
+    {%- endif %}
     {%- if cookiecutter.use_b2_storage %}
     make_storage,
     {%- endif %}
@@ -71,30 +76,11 @@ from tests.helpers import (
 {%- if cookiecutter.database == "postgresql" %}
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def create_database(name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
-async def drop_database(name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 async def database() -> AsyncIterator[str]:
     """A throwaway database for the session, migrated to head, dropped at the end."""
     try:
+        await drop_stale_databases()
         await create_database(TEST_DATABASE_NAME)
     except (OSError, asyncpg.PostgresError) as exc:
         # The suite needs the server: stop at once with one line, not with every test skipped.

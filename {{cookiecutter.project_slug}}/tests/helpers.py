@@ -1,6 +1,9 @@
 """What the tests share: their settings, servers, and helpers to build users and tokens."""
 
 import os
+{%- if cookiecutter.database == "postgresql" %}
+import time
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" or cookiecutter.use_redis %}
 import uuid
 {%- endif %}
@@ -8,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
+{% if cookiecutter.database == "postgresql" %}
+import asyncpg
+{%- endif %}
 from alembic.config import Config
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
@@ -32,7 +37,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
-TEST_DATABASE_NAME = f"test_{{ cookiecutter.project_slug.replace('-', '_') }}_{uuid.uuid4().hex[:8]}"
+# test_<project>_<creation time>_<random>: a run that was killed leaves its database behind,
+# and the next run drops those older than STALE_DATABASE_SECONDS by this prefix and time.
+TEST_DATABASE_PREFIX = "test_{{ cookiecutter.project_slug.replace('-', '_')[:30] }}_"
+TEST_DATABASE_NAME = f"{TEST_DATABASE_PREFIX}{int(time.time())}_{uuid.uuid4().hex[:6]}"
+STALE_DATABASE_SECONDS = 2 * 3600
 TEST_DATABASE_URL = (
     make_url(ADMIN_URL).set(database=TEST_DATABASE_NAME).render_as_string(hide_password=False)
 )
@@ -91,6 +100,52 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(PROJECT_ROOT / "app" / "alembic"))
     config.attributes["settings"] = settings
     return config
+
+
+{%- if cookiecutter.database == "postgresql" %}
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(name: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(name: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def drop_stale_databases(now: float | None = None) -> list[str]:
+    """Drop the test databases that killed runs left behind: this project's prefix, created
+    more than STALE_DATABASE_SECONDS ago (a run still going is younger). Returns their names.
+    """
+    now = time.time() if now is None else now
+    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
+    try:
+        rows = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            TEST_DATABASE_PREFIX,
+        )
+    finally:
+        await connection.close()
+    stale = []
+    for row in rows:
+        created = row["datname"].removeprefix(TEST_DATABASE_PREFIX).split("_", 1)[0]
+        if created.isdigit() and now - int(created) > STALE_DATABASE_SECONDS:
+            await drop_database(row["datname"])
+            stale.append(row["datname"])
+    return stale
+{%- endif %}
 
 
 class RollbackDatabase(Database):

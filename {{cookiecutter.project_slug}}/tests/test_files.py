@@ -3,22 +3,24 @@
 import hashlib
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from b2sdk.v2 import RawSimulator
 from b2sdk.v2 import exception as b2_exc
 from fastapi import FastAPI, UploadFile
-from httpx import AsyncClient, Response
+from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers
 
 from app.api.v1.deps.storage import get_storage
 from app.core.exceptions import ConflictError, PayloadTooLargeError
+from app.main import create_app
 from app.models.user import User
 from app.repos.file import FileRepository
 from app.services.back_blaze_b2 import BackBlaze, StorageError
 from app.services.files import FileService
-from tests.helpers import TEST_SETTINGS, UserFactory, auth_headers, make_storage
+from tests.helpers import TEST_SETTINGS, UserFactory, auth_headers, make_settings, make_storage
 
 BUCKET = TEST_SETTINGS.b2_bucket_name  # created by the `b2_storage` fixture
 FILES = "/api/v1/files"
@@ -402,3 +404,41 @@ async def test_malformed_multipart_is_a_documented_400(
     assert_error(response, 400, "BAD_REQUEST")
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "400" in paths[FILES]["post"]["responses"]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversized_upload_is_refused_before_it_is_spooled(
+    app: FastAPI, make_user: UserFactory, b2_storage: BackBlaze, declared: bool
+) -> None:
+    """50 MB against a 1 MiB limit: 413 at once, and no more than the limit is ever read (so
+    no temporary file can grow past it).
+    """
+    limit = 1024 * 1024
+    other = create_app(make_settings(b2_upload_max_bytes=limit))
+    other.dependency_overrides.update(app.dependency_overrides)  # the test's database, B2
+    user = await make_user()
+    chunks_read = 0
+    head = (
+        b'--edge\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\n"
+    )
+
+    async def fifty_megabytes() -> AsyncIterator[bytes]:
+        nonlocal chunks_read
+        yield head
+        for _ in range(50 * 1024):
+            chunks_read += 1
+            yield b"x" * 1024
+        yield b"\r\n--edge--\r\n"
+
+    headers = {**auth_headers(user), "Content-Type": "multipart/form-data; boundary=edge"}
+    if declared:
+        headers["Content-Length"] = str(len(head) + 50 * 1024 * 1024 + 12)
+    async with (
+        other.router.lifespan_context(other),
+        AsyncClient(transport=ASGITransport(app=other), base_url="http://test") as client,
+    ):
+        response = await client.post(FILES, content=fifty_megabytes(), headers=headers)
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert chunks_read <= (1 if declared else limit // 1024 + 17)
+    assert await b2_storage.list_files() == []

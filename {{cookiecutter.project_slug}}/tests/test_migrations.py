@@ -1,4 +1,7 @@
 import asyncio
+{%- if cookiecutter.database == "postgresql" %}
+import time
+{%- endif %}
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -8,7 +11,20 @@ from sqlalchemy.engine import Connection
 
 from app.core.db import create_engine
 from app.models import Base
+{%- if cookiecutter.database == "postgresql" %}
+from tests.helpers import (
+    STALE_DATABASE_SECONDS,
+    TEST_DATABASE_NAME,
+    TEST_DATABASE_PREFIX,
+    alembic_config,
+    create_database,
+    drop_database,
+    drop_stale_databases,
+    make_settings,
+)
+{%- else %}
 from tests.helpers import alembic_config, make_settings
+{%- endif %}
 
 
 def _schema_state(connection: Connection) -> tuple[set[str], list[object]]:
@@ -37,3 +53,23 @@ async def test_migrations_round_trip_without_drift(empty_database_url: str) -> N
         await asyncio.to_thread(command.check, config)
     finally:
         await engine.dispose()
+
+{%- if cookiecutter.database == "postgresql" %}
+
+
+async def test_databases_left_by_killed_runs_are_dropped() -> None:
+    """A killed run cannot drop its database; the next one drops it by prefix and age."""
+    now = int(time.time())
+    dead = f"{TEST_DATABASE_PREFIX}{now - STALE_DATABASE_SECONDS - 60}_killed"
+    alive = f"{TEST_DATABASE_PREFIX}{now - 60}_running"
+    for name in (dead, alive):
+        await create_database(name)
+    try:
+        dropped = await drop_stale_databases()
+        assert dead in dropped
+        assert alive not in dropped
+        assert TEST_DATABASE_NAME not in dropped
+    finally:
+        for name in (dead, alive):
+            await drop_database(name)
+{%- endif %}

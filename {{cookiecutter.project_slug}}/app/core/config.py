@@ -78,8 +78,6 @@ class Settings(BaseSettings):
     # Hashing is CPU-bound: more parallel hashes than spare cores only starve the event loop.
     password_hash_concurrency: int = Field(default=1, ge=1)
 
-    backend_host: str = "0.0.0.0"  # noqa: S104 - the container's port mapping decides exposure
-    backend_port: int = 8000
     # Read by uvicorn itself (its --workers default); known here for the start-up checks.
     web_concurrency: int = Field(default=1, ge=1)
     cors_origins: list[str] = []
