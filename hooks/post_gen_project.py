@@ -8,13 +8,15 @@ nothing but the working directory and the answers.
    listed file that was not rendered is an error (whatever the answers), so the list cannot
    silently drift from the template tree.
 2. Remove the directories that this left empty.
-3. Write `.env` from `.env.example` with a fresh random SECRET_KEY.
-4. Print the next steps.
+3. Keep the chosen license as LICENSE (licenses/ holds one rendered text per choice).
+4. Write `.env` from `.env.example` with a fresh random SECRET_KEY.
+5. Print the next steps.
 """
 
 import json
 import os
 import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -88,6 +90,15 @@ def remove_empty_parents(root: Path, removed: list[Path]) -> None:
             parent = parent.parent
 
 
+def install_license(root: Path) -> None:
+    """licenses/<choice> becomes LICENSE; the other texts go."""
+    chosen = root / "licenses" / str(ANSWERS["license"])
+    if not chosen.is_file():
+        raise HookError(f"licenses/{ANSWERS['license']} is missing from the rendered project")
+    chosen.replace(root / "LICENSE")
+    shutil.rmtree(root / "licenses")
+
+
 def write_env(root: Path) -> bool:
     """Write .env from .env.example with a new SECRET_KEY; False when .env already exists."""
     env = root / ".env"
@@ -136,6 +147,7 @@ def main() -> int:
     try:
         removed = remove_disabled_files(root)
         remove_empty_parents(root, removed)
+        install_license(root)
         env_written = write_env(root)
     except HookError as exc:
         print(f"ERROR: post_gen_project: {exc}", file=sys.stderr)

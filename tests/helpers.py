@@ -81,6 +81,7 @@ BASE_FILES = (
     ".pre-commit-config.yaml",
     ".yamllint.yaml",
     "Dockerfile",
+    "LICENSE",
     "Makefile",
     "README.md",
     "alembic.ini",

@@ -153,6 +153,9 @@ def make_project(root: Path, example: str = "A=1\nSECRET_KEY=change-me\nB=2\n") 
         (root / name).write_text("x = 1\n", encoding="utf-8")
     (root / "app" / "keep.py").write_text("x = 1\n", encoding="utf-8")
     (root / ".env.example").write_text(example, encoding="utf-8")
+    (root / "licenses").mkdir()
+    for license_ in CHOICES["license"]:
+        (root / "licenses" / license_).write_text(f"{license_} text\n", encoding="utf-8")
     return root
 
 
@@ -174,6 +177,15 @@ def test_post_gen_removes_disabled_files_and_empty_dirs_and_writes_env(tmp_path)
     assert stat.S_IMODE((root / ".env").stat().st_mode) == 0o600
     assert "Next steps" in proc.stdout
     assert "cd my-service" in proc.stdout
+
+
+@pytest.mark.parametrize("license_", CHOICES["license"])
+def test_post_gen_keeps_the_chosen_license_only(tmp_path, license_):
+    root = make_project(tmp_path / "proj")
+    proc = run_hook("post_gen_project", default_answers(license=license_), root)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "LICENSE").read_text(encoding="utf-8") == f"{license_} text\n"
+    assert not (root / "licenses").exists()
 
 
 def test_post_gen_keeps_enabled_files(tmp_path):

@@ -3,6 +3,7 @@
 import re
 import stat
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,80 @@ def test_license_is_a_valid_spdx_expression(license_):
         canonicalize_license_expression(rendered)
     except InvalidLicenseExpression as exc:
         pytest.fail(f"license {license_!r} renders project.license = {rendered!r}: {exc}")
+
+
+# The SPDX texts of the two short licenses, with their fields as SPDX marks them; the long ones
+# are compared with Debian's verbatim copies (/usr/share/common-licenses, from base-files).
+SPDX_TEXTS = {
+    "MIT": """MIT License
+
+Copyright (c) <year> <copyright holders>
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+""",
+    "BSD-3-Clause": """Copyright (c) <year>, <copyright holder>
+
+Redistribution and use in source and binary forms, with or without
+modification, are permitted provided that the following conditions are met:
+
+1. Redistributions of source code must retain the above copyright notice, this
+   list of conditions and the following disclaimer.
+
+2. Redistributions in binary form must reproduce the above copyright notice,
+   this list of conditions and the following disclaimer in the documentation
+   and/or other materials provided with the distribution.
+
+3. Neither the name of the copyright holder nor the names of its
+   contributors may be used to endorse or promote products derived from
+   this software without specific prior written permission.
+
+THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS"
+AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE
+IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE
+DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE
+FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL
+DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR
+SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER
+CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY,
+OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+""",
+}
+DEBIAN_COPIES = {"Apache-2.0": "Apache-2.0", "GPL-3.0-only": "GPL-3"}
+
+
+@pytest.mark.parametrize("license_", CHOICES["license"])
+def test_license_file_holds_the_standard_text(cookies, license_):
+    author = "Zoë Example"
+    result = cookies.bake(extra_context={"license": license_, "author_name": author})
+    assert result.exit_code == 0, repr(result.exception)
+    text = (result.project_path / "LICENSE").read_text(encoding="utf-8")
+    year = str(datetime.now(UTC).year)
+    if license_ in SPDX_TEXTS:
+        expected = SPDX_TEXTS[license_].replace("<year>", year)
+        expected = re.sub(r"<copyright holders?>", author, expected)
+        assert text == expected
+    elif license_ in DEBIAN_COPIES:
+        official = Path("/usr/share/common-licenses", DEBIAN_COPIES[license_])
+        notice, _, body = text.partition("\n\n")
+        assert notice in {f"Copyright {year} {author}", f"Copyright (C) {year} {author}"}
+        assert body == official.read_text(encoding="utf-8")
+    else:
+        assert f"Copyright (c) {year} {author}. All rights reserved." in text
+        assert "without the prior written permission" in text

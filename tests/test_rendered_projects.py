@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import (
-    BIN,
     FUNCTIONAL_VARIANTS,
     PYTHON,
     check,
@@ -51,9 +50,3 @@ def test_rendered_migrations(render_once, variant, database_url):
     env = tool_env(DATABASE_URL=database_url)
     for step in (["upgrade", "head"], ["check"], ["downgrade", "base"], ["upgrade", "head"]):
         check([PYTHON, "-m", "alembic", *step], cwd=root, env=env, timeout=300)
-
-
-def test_rendered_ruff(render_once, variant):
-    root = render_once(**variant)
-    check([str(BIN / "ruff"), "check", "--no-cache", "."], cwd=root)
-    check([str(BIN / "ruff"), "format", "--check", "--no-cache", "."], cwd=root)
