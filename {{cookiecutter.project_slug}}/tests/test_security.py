@@ -83,40 +83,41 @@ async def test_a_path_cannot_forge_a_log_line(capsys: pytest.CaptureFixture[str]
 # --- Bodies -------------------------------------------------------------------------------
 
 
+class KibibyteStream:
+    """A request body of `count` KiB chunks that counts how many the server pulled."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.count):
+            self.pulled += 1
+            yield b"x" * 1024
+
+
 async def test_an_announced_oversized_body_is_refused_before_it_is_read(
     client: AsyncClient,
 ) -> None:
-    sent: list[int] = []
-
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(1000):
-            sent.append(1)
-            yield b"x" * 1024
-
+    body = KibibyteStream(1000)
     response = await client.post(
         "/api/v1/auth/logout",
-        content=body(),
+        content=body,
         headers={"Content-Type": "application/json", "Content-Length": str(300 * 1024 * 1024)},
     )
     assert response.status_code == 413
     assert response.json()["error_code"] == "PAYLOAD_TOO_LARGE"
-    assert len(sent) <= 1
+    assert body.pulled <= 1
 
 
 async def test_a_streamed_body_is_cut_off_at_the_limit(client: AsyncClient) -> None:
-    sent: list[int] = []
-
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(1000):
-            sent.append(1)
-            yield b"x" * 1024
-
+    body = KibibyteStream(1000)
     response = await client.post(
-        "/api/v1/auth/signup", content=body(), headers={"Content-Type": "application/json"}
+        "/api/v1/auth/signup", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413
     assert response.json()["error_code"] == "PAYLOAD_TOO_LARGE"
-    assert len(sent) <= TEST_SETTINGS.max_body_bytes // 1024 + 2
+    assert body.pulled <= TEST_SETTINGS.max_body_bytes // 1024 + 2
 
 
 async def test_an_unauthenticated_large_request_gets_no_further_than_its_length(
