@@ -19,8 +19,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from cookiecutter.environment import StrictEnvironment
-from cookiecutter.generate import generate_context
-from cookiecutter.prompt import prompt_for_config
+from install_rendered_deps import full_answers, render_string, template_environment
 from jinja2 import FileSystemLoader
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
@@ -141,26 +140,14 @@ BASE_FILES = (
 
 def default_answers(**overrides: object) -> dict[str, object]:
     """The answers cookiecutter would use with --no-input, with overrides applied."""
-    context = generate_context(
-        context_file=str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=overrides
-    )
-    answers = prompt_for_config(context, no_input=True)
+    answers = full_answers(**overrides)
     return {key: value for key, value in answers.items() if not key.startswith("_")}
-
-
-def full_answers(**overrides: object) -> dict[str, object]:
-    """Every answer as the template sees it (private keys such as `_extensions` included)."""
-    context = generate_context(
-        context_file=str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=overrides
-    )
-    return dict(prompt_for_config(context, no_input=True))
 
 
 @functools.cache
 def _file_environment() -> StrictEnvironment:
     """cookiecutter's Jinja environment for the project template's files (compiled once)."""
-    context = {"cookiecutter": full_answers()}
-    env = StrictEnvironment(context=context, keep_trailing_newline=True)
+    env = template_environment(full_answers())
     env.loader = FileSystemLoader(str(PROJECT_TEMPLATE))
     return env
 
@@ -292,10 +279,7 @@ def check(
 
 def render_hook(name: str, answers: Mapping[str, object]) -> str:
     """The hook's source as cookiecutter renders it for these answers."""
-    context = {"cookiecutter": dict(answers)}
-    env = StrictEnvironment(context=context, keep_trailing_newline=True)
-    source = (HOOKS_DIR / f"{name}.py").read_text(encoding="utf-8")
-    return env.from_string(source).render(**context)
+    return render_string((HOOKS_DIR / f"{name}.py").read_text(encoding="utf-8"), answers)
 
 
 def run_hook(

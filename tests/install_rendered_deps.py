@@ -6,12 +6,16 @@ and SQLite for aiosqlite), reads `[project].dependencies` and the `dev` extra, a
 their union together with requirements-dev.txt in one pip run (so a clash between the two is
 reported rather than silently resolved one way).
 
+It also holds the template's one way of rendering a text for given answers, which the tests
+use too (this module needs nothing but cookiecutter, so it runs before the rest is installed).
+
 Usage: python tests/install_rendered_deps.py [--print]
 """
 
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from cookiecutter.environment import StrictEnvironment
@@ -26,14 +30,30 @@ VARIANTS = (
 )
 
 
-def render_pyproject(extra_context: dict[str, object]) -> dict[str, object]:
+def full_answers(**overrides: object) -> dict[str, object]:
+    """Every answer as cookiecutter --no-input gives it (private keys such as `_extensions`
+    included), with overrides applied.
+    """
     context = generate_context(
-        context_file=str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=extra_context
+        context_file=str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=overrides
     )
-    context["cookiecutter"] = prompt_for_config(context, no_input=True)
-    env = StrictEnvironment(context=context, keep_trailing_newline=True)
-    text = env.from_string(PYPROJECT.read_text(encoding="utf-8")).render(**context)
-    return tomllib.loads(text)
+    return dict(prompt_for_config(context, no_input=True))
+
+
+def template_environment(answers: Mapping[str, object]) -> StrictEnvironment:
+    """cookiecutter's Jinja environment (its extensions included) for these answers."""
+    return StrictEnvironment(context={"cookiecutter": dict(answers)}, keep_trailing_newline=True)
+
+
+def render_string(source: str, answers: Mapping[str, object]) -> str:
+    """A template text rendered as cookiecutter renders it for these answers."""
+    env = template_environment(answers)
+    return env.from_string(source).render(cookiecutter=dict(answers))
+
+
+def render_pyproject(extra_context: dict[str, object]) -> dict[str, object]:
+    answers = full_answers(**extra_context)
+    return tomllib.loads(render_string(PYPROJECT.read_text(encoding="utf-8"), answers))
 
 
 def requirements() -> list[str]:

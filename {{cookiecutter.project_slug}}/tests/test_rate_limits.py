@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.core.rate_limit import RateLimiter
 from app.main import create_app
 from tests.helpers import (
     DEFAULT_PASSWORD,
@@ -156,6 +157,26 @@ async def test_a_limited_login_costs_no_password_check_and_no_query(
         event.remove(connection, "before_cursor_execute", count_statement)
     assert checks == []
     assert statements == []
+
+
+async def test_a_key_known_to_be_blocked_costs_no_round_trip(
+    limited: AsyncClient, make_user: UserFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user()
+    for _ in range(3):
+        await login(limited, user.username, "wrong password")
+    assert_limited(await login(limited, user.username, "wrong password"))  # now known
+    lookups: list[object] = []
+    real_run = RateLimiter._run
+
+    async def counting_run(self: RateLimiter, operation: Any) -> Any:
+        lookups.append(operation)
+        return await real_run(self, operation)
+
+    monkeypatch.setattr(RateLimiter, "_run", counting_run)
+    assert_limited(await login(limited, user.username, "wrong password"))
+    # One lookup: the address's budget; the account's refusal came from memory.
+    assert len(lookups) == 1
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,9 @@ REDIS_RETRY_SECONDS = 1.0
 {%- endif %}
 
 T = TypeVar("T")
+# Keys remembered as used up, at most; past that, expired ones are dropped and, if the store is
+# still full, new ones are simply asked of the storage every time.
+BLOCKED_KEYS_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,10 @@ class RateLimiter:
             "password_change": parse(settings.rate_limit_password_change),
         }
         self._memory = MovingWindowRateLimiter(MemoryStorage())
+        # (limit name, key) -> when its window frees up. A moving window gains no capacity
+        # before then, so a key known to be used up is refused without asking the storage:
+        # a blocked attempt costs no round trip.
+        self._blocked_until: dict[tuple[str, str], float] = {}
         {%- if cookiecutter.use_redis %}
         storage = RedisStorage(
             "async+redis://",
@@ -98,23 +105,41 @@ class RateLimiter:
 
     async def hit(self, name: str, key: str) -> LimitState:
         """Count one attempt; raise `RateLimitedError` (429) when the limit is used up."""
-        limit = self.limits[name]
+        limit = self._refuse_if_known_blocked(name, key)
         allowed = await self._run(lambda limiter: limiter.hit(limit, name, key))
         state = await self._state(limit, name, key)
         if not allowed:
-            raise state.error()
+            raise self._blocked(name, key, state)
         return state
 
     async def check(self, name: str, key: str) -> LimitState:
         """Raise `RateLimitedError` (429) when the limit is used up; counts nothing."""
-        limit = self.limits[name]
+        limit = self._refuse_if_known_blocked(name, key)
         state = await self._state(limit, name, key)
         if state.remaining <= 0:
-            raise state.error()
+            raise self._blocked(name, key, state)
         return state
+
+    def _refuse_if_known_blocked(self, name: str, key: str) -> RateLimitItem:
+        limit = self.limits[name]
+        until = self._blocked_until.get((name, key))
+        if until is not None:
+            if until > time.time():
+                raise LimitState(limit=limit, remaining=0, reset_at=until).error()
+            del self._blocked_until[(name, key)]
+        return limit
+
+    def _blocked(self, name: str, key: str, state: LimitState) -> RateLimitedError:
+        if len(self._blocked_until) >= BLOCKED_KEYS_MAX:
+            now = time.time()
+            self._blocked_until = {k: t for k, t in self._blocked_until.items() if t > now}
+        if len(self._blocked_until) < BLOCKED_KEYS_MAX:
+            self._blocked_until[(name, key)] = state.reset_at
+        return state.error()
 
     async def reset(self) -> None:
         """Forget every count (for tests)."""
+        self._blocked_until.clear()
         await self._memory.storage.reset()
         {%- if cookiecutter.use_redis %}
         await self._run(lambda limiter: limiter.storage.reset())
