@@ -1115,6 +1115,8 @@ def base_rows(results: dict) -> list[list[str]]:
             if not figures:
                 continue
             note = "" if variant == "ceiling" else relation(figures, own)
+            if figures.get("statuses"):
+                note += "; " + statuses_text(figures)
             redis = "-" if variant == "ceiling" else "no"
             rows.append(row(label, variant, 1, redis, figures, note))
     return rows
