@@ -1,17 +1,41 @@
 """`make bench`: render, serve and load the template's services next to a bare FastAPI ceiling.
 
-Renders the default (SQLite) and the PostgreSQL variant into build/bench/, migrates each (a
-throwaway PostgreSQL database, dropped at the end), creates a superuser, serves each with
-uvicorn (one worker, no access log, CURRENT_ENVIRONMENT=prod, random SECRET_KEY, bcrypt cost 12)
-and drives load with wrk over 127.0.0.1: /health, /users/me at 64 and 256 connections, a login
-storm, /health during the storm, RSS idle and during the storm, then a mixed-traffic soak.
+Two groups of scenarios (BENCH_SCENARIOS):
+
+base: renders the default (SQLite) and the PostgreSQL variant into build/bench/, migrates each
+(a throwaway PostgreSQL database, dropped at the end), creates a superuser, serves each with
+uvicorn (one worker, no access log, CURRENT_ENVIRONMENT=prod, random SECRET_KEY, bcrypt cost
+12) and drives load with wrk over 127.0.0.1: /health, /users/me at 64 and 256 connections, a
+login storm (correct password), /health during the storm, RSS idle and during the storm, then a
+mixed-traffic soak. The soak signs up and refreshes from 127.0.0.1 hundreds of times a minute,
+so these servers run with RATE_LIMIT_SIGNUP and RATE_LIMIT_REFRESH raised (SOAK_RATE_LIMITS
+below); the login limits keep their defaults (successful logins use up nothing).
+
+scale: renders the PostgreSQL variant with use_redis=yes (rate limits shared through Redis at
+BENCH_REDIS_URL under a random REDIS_KEY_PREFIX, every limit at its default) and measures
+/users/me at 64 connections served by `uvicorn --workers 1`, then by `--workers N`; on the
+N-worker server, /health alone, a 64-connection storm of wrong-password logins against one
+account (each request from its own X-Forwarded-For address, so the per-account limit is the one
+that answers 429), /health during that storm, and correct-password logins of another account
+from other addresses during that storm (a few connections, paced below one core's bcrypt rate).
+uvicorn trusts X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS), which lets wrk on loopback
+pose as many clients.
+
 Prints one table and the issue's targets, and writes the same figures as JSON.
 
 Environment (all optional):
+  BENCH_SCENARIOS=base,scale   which groups to run; BENCH_SCENARIOS=scale make bench runs only
+                         the scale-out scenarios (about 2 minutes; add BENCH_SECONDS=3
+                         BENCH_WARMUP=1 for a smoke run of well under a minute)
   BENCH_SECONDS=10       each measured wrk run
   BENCH_WARMUP=3         the warm-up before each measured run
   SOAK_SECONDS=60        the mixed-traffic soak
-  BENCH_VARIANTS=sqlite,postgresql
+  BENCH_VARIANTS=sqlite,postgresql   the base group's variants
+  BENCH_SCALE_WORKERS=2  the worker count compared with one worker in the scale group
+  BENCH_SCALE_ROUNDS=2   rounds of /users/me on 1 worker, then on N, alternating (req/s over
+                         all rounds, mean p50, worst p99), so that a change in the machine's
+                         other load weighs on both alike
+  BENCH_REDIS_URL=redis://127.0.0.1:6379/0   the Redis of the scale group (loopback only)
   BENCH_OUT=build/bench.json
   BENCH_WRK_THREADS=2
   BENCH_PG_ADMIN_DSN=postgresql://postgres@127.0.0.1:5432/postgres  (or TEMPLATE_PG_ADMIN_DSN)
@@ -62,8 +86,26 @@ PG_ADMIN_DSN = os.environ.get(
 )
 PROFILE = [v for v in os.environ.get("BENCH_PROFILE", "").split(",") if v]
 STRICT = os.environ.get("BENCH_STRICT", "") not in ("", "0")
+SCENARIO_GROUPS = ("base", "scale")
+SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "base,scale").split(",") if s]
+SCALE_WORKERS = int(os.environ.get("BENCH_SCALE_WORKERS", "2"))
+SCALE_ROUNDS = max(1, int(os.environ.get("BENCH_SCALE_ROUNDS", "2")))
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 STORM_CONNECTIONS = 16
+# The base group's servers: the soak signs up and refreshes from 127.0.0.1 far more often than
+# the default limits (10 and 30 a minute per address) allow.
+SOAK_RATE_LIMITS = {"RATE_LIMIT_SIGNUP": "100000/minute", "RATE_LIMIT_REFRESH": "100000/minute"}
+# The scale group: wrong-password logins against one account, each request from its own
+# address in 203.0.113.0/24; correct-password logins of another account from 198.51.100.0/24,
+# a few connections each pausing between logins, so that they stay below one core's bcrypt rate.
+ATTACK_CONNECTIONS = 64
+ATTACK_NET = "203.0.113"
+LEGIT_NET = "198.51.100"
+LEGIT_CONNECTIONS = 3
+LEGIT_PAUSE_MS = 1000
+LEGIT_P99_LIMIT_MS = 2000
+BUDGET_PROBE_ATTEMPTS = 12
 BCRYPT_COST = 12
 ADMIN_USER = "benchadmin"
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
@@ -73,7 +115,7 @@ SOAK_RSS_INTERVAL = float(os.environ.get("SOAK_RSS_INTERVAL", "5"))
 
 # wrk's done() hook prints the figures as one JSON line (latencies in microseconds).
 REPORT_LUA = r"""
-done = function(summary, latency, requests)
+report = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,' ..
@@ -81,11 +123,57 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
+done = report
+"""
+# Tallies the responses by status in each wrk thread; done() adds the threads' tallies up and
+# prints them as a second JSON line. (wrk itself counts every status >= 400 as an error.)
+STATUS_LUA = r"""
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+statuses = {}
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+done = function(summary, latency, requests)
+  report(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for code, n in pairs(thread:get("statuses")) do
+      total[code] = (total[code] or 0) + n
+    end
+  end
+  local parts = {}
+  for code, n in pairs(total) do
+    parts[#parts + 1] = string.format('"%d":%d', code, n)
+  end
+  io.write("BENCH_STATUS {" .. table.concat(parts, ",") .. "}\n")
+end
 """
 LOGIN_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.body = "{body}"
+wrk.body = "@BODY@"
+"""
+# A form login whose every request comes from the next address of a /24 (X-Forwarded-For),
+# optionally pausing between requests on each connection (wrk's delay() hook, in ms).
+LOGIN_FROM_ADDRESSES_LUA = """
+wrk.method = "POST"
+wrk.body = "@BODY@"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Forwarded-For"] = "@NET@." .. (n % 254 + 1),
+  })
+end
+"""
+PAUSE_LUA = """
+delay = function()
+  return @PAUSE_MS@
+end
 """
 
 
@@ -179,10 +267,13 @@ class RssSampler:
 # --- wrk --------------------------------------------------------------------------------------
 
 
-def lua_script(name: str, prefix: str = "") -> Path:
+def lua_script(name: str, prefix: str = "", *, statuses: bool = False) -> Path:
+    """A wrk script: `prefix`, then the JSON report; `statuses` also tallies the responses by
+    status (wrk then hands every response to Lua, which costs it some throughput).
+    """
     path = BUILD / "lua" / f"{name}.lua"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(prefix + REPORT_LUA, encoding="utf-8")
+    path.write_text(prefix + REPORT_LUA + (STATUS_LUA if statuses else ""), encoding="utf-8")
     return path
 
 
@@ -197,7 +288,7 @@ def wrk_command(
     return [*cmd, url]
 
 
-def wrk_result(stdout: str, label: str) -> dict[str, float | int]:
+def wrk_result(stdout: str, label: str) -> dict:
     (BUILD / "wrk").mkdir(parents=True, exist_ok=True)
     (BUILD / "wrk" / f"{label}.txt").write_text(stdout, encoding="utf-8")
     match = re.search(r"^BENCH_JSON (\{.*\})$", stdout, re.MULTILINE)
@@ -206,7 +297,7 @@ def wrk_result(stdout: str, label: str) -> dict[str, float | int]:
     raw = json.loads(match.group(1))
     seconds = raw["duration_us"] / 1e6
     errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
-    return {
+    result: dict = {
         "requests": raw["requests"],
         "seconds": round(seconds, 2),
         "rps": round(raw["requests"] / seconds, 1) if seconds else 0.0,
@@ -217,6 +308,11 @@ def wrk_result(stdout: str, label: str) -> dict[str, float | int]:
         "errors": errors,
         "errors_detail": {k: raw[k] for k in ("connect", "read", "write", "status", "timeout")},
     }
+    tally = re.search(r"^BENCH_STATUS (\{.*\})$", stdout, re.MULTILINE)
+    if tally:
+        counts = json.loads(tally.group(1))
+        result["statuses"] = {code: counts[code] for code in sorted(counts)}
+    return result
 
 
 @dataclass
@@ -281,11 +377,17 @@ def base_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve(name: str, app: str, cwd: Path, env: dict[str, str]) -> Iterator[Server]:
+def serve(
+    name: str, app: str, cwd: Path, env: dict[str, str], workers: int = 1
+) -> Iterator[Server]:
+    """uvicorn with `workers` processes (WEB_CONCURRENCY says the same to the app). With more
+    than one, `pid` is uvicorn's supervisor, which hands the listening socket to the workers.
+    """
     port = free_port()
     cmd = [str(PYTHON), "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-    cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+    cmd += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     log_path = BUILD / f"{name}.server.log"
+    env = env | {"WEB_CONCURRENCY": str(workers)}
     with open(log_path, "w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(  # noqa: S603
             cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
@@ -301,7 +403,7 @@ def serve(name: str, app: str, cwd: Path, env: dict[str, str]) -> Iterator[Serve
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not answer /health in {SERVER_START_TIMEOUT}s")
                 time.sleep(0.2)
-            log(f"{name} serving on {HOST}:{port} (pid {proc.pid})")
+            log(f"{name} serving on {HOST}:{port} (pid {proc.pid}, {workers} worker(s))")
             yield Server(name, port, proc.pid)
         finally:
             proc.terminate()
@@ -393,13 +495,13 @@ def bench_ceiling() -> dict:
         }
 
 
-def render(variant: str) -> Path:
-    slug = f"bench-{variant}"
+def render(variant: str, *, redis: bool = False) -> Path:
+    slug = f"bench-{variant}" + ("-redis" if redis else "")
     project = BUILD / slug
     shutil.rmtree(project, ignore_errors=True)
     cookiecutter = PYTHON.parent / "cookiecutter"
     cmd = [cookiecutter, "--no-input", "--output-dir", BUILD, ROOT]
-    cmd += [f"project_slug={slug}", f"database={variant}"]
+    cmd += [f"project_slug={slug}", f"database={variant}", f"use_redis={'yes' if redis else 'no'}"]
     run(cmd, cwd=ROOT, env=base_env(), timeout=120)
     return project
 
@@ -413,17 +515,24 @@ def dotenv(project: Path) -> dict[str, str]:
     return values
 
 
-def bench_variant(variant: str) -> dict:
-    project = render(variant)
-    log(f"rendered {variant} into {project.relative_to(ROOT)}")
-    env = base_env() | {
+def service_env() -> dict[str, str]:
+    """The rendered services' environment (it wins over their .env)."""
+    return base_env() | {
         "CURRENT_ENVIRONMENT": "prod",
         "SECRET_KEY": secrets.token_urlsafe(64),
         "LOG_LEVEL": "WARNING",
         "BCRYPT_ROUNDS": str(BCRYPT_COST),
+        # uvicorn's default, spelled out: X-Forwarded-For is believed from loopback only.
+        "FORWARDED_ALLOW_IPS": HOST,
     }
+
+
+@contextlib.contextmanager
+def prepared(project: Path, variant: str, env: dict[str, str]) -> Iterator[str | None]:
+    """Migrate the project (on PostgreSQL a throwaway database, dropped afterwards; its name is
+    yielded and set in `env`) and create the bench's superuser.
+    """
     database = None
-    result: dict = {}
     try:
         if variant == "postgresql":
             database = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
@@ -434,29 +543,39 @@ def bench_variant(variant: str) -> dict:
         cli = [PYTHON, "-m", "app.cli", "create-superuser", "--email", "bench@example.com"]
         cli += ["--username", ADMIN_USER, "--password", ADMIN_PASSWORD]
         run(cli, cwd=project, env=env, timeout=120)
-        with serve(variant, "app.main:app", project, env) as server:
-            result = load_service(server, variant)
-            if variant == "postgresql":
-                time.sleep(2)
-                config = dotenv(project)
-                result["pg_connections_after_soak"] = {
-                    "count": pg_admin(
-                        fetch=(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                            (database,),
-                        )
-                    ),
-                    "pool_size": int(config.get("DB_POOL_SIZE", "10")),
-                    "max_overflow": int(config.get("DB_MAX_OVERFLOW", "5")),
-                }
-                log(f"server connections after the soak: {result['pg_connections_after_soak']}")
-            if variant in PROFILE:
-                result["profile"] = profile_me(server, variant)
+        yield database
     finally:
         if database:
             with contextlib.suppress(Exception):
                 pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
                 log(f"dropped database {database}")
+
+
+def pg_connections(database: str) -> int:
+    return pg_admin(fetch=("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", (database,)))
+
+
+def bench_variant(variant: str) -> dict:
+    project = render(variant)
+    log(f"rendered {variant} into {project.relative_to(ROOT)}")
+    env = service_env() | SOAK_RATE_LIMITS
+    result: dict = {}
+    with (
+        prepared(project, variant, env) as database,
+        serve(variant, "app.main:app", project, env) as server,
+    ):
+        result = load_service(server, variant)
+        if database:
+            time.sleep(2)
+            config = dotenv(project)
+            result["pg_connections_after_soak"] = {
+                "count": pg_connections(database),
+                "pool_size": int(config.get("DB_POOL_SIZE", "10")),
+                "max_overflow": int(config.get("DB_MAX_OVERFLOW", "5")),
+            }
+            log(f"server connections after the soak: {result['pg_connections_after_soak']}")
+        if variant in PROFILE:
+            result["profile"] = profile_me(server, variant)
     return result
 
 
@@ -512,7 +631,7 @@ def load_service(server: Server, variant: str) -> dict:
 
 def storm_script() -> Path:
     body = urllib.parse.urlencode({"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-    return lua_script("login", LOGIN_LUA.format(body=body))
+    return lua_script("login", LOGIN_LUA.replace("@BODY@", body), statuses=True)
 
 
 def soak(server: Server, variant: str) -> dict:
@@ -551,6 +670,263 @@ def rss_trend(samples: list[tuple[float, float]]) -> dict:
         "second_half_growth_mb": round(max(values[half:]) - max(values[:half]), 1),
         "series_mb": values,
     }
+
+
+# --- scale-out: workers, shared rate limits ------------------------------------------------
+
+
+def redis_client():
+    import redis
+
+    if urllib.parse.urlsplit(REDIS_URL).hostname != HOST:
+        raise ValueError(f"refusing Redis at {REDIS_URL}: the bench uses {HOST} only")
+    return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+
+
+def redis_keys(prefix: str, *, delete: bool = False, cap: int = 100_000) -> int:
+    """How many keys start with `prefix:` (at most `cap` are looked at); deletes them on request."""
+    client = redis_client()
+    try:
+        keys = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            keys.append(key)
+            if len(keys) >= cap:
+                break
+        if delete:
+            for i in range(0, len(keys), 1000):
+                client.delete(*keys[i : i + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def signup(server: Server, username: str, password: str, address: str) -> None:
+    body = json.dumps(
+        {
+            "username": username,
+            "email": f"{username}@example.com",
+            "first_name": "Bench",
+            "last_name": "User",
+            "password": password,
+        }
+    ).encode()
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": address}
+    status, payload = http(f"{server.base}/api/v1/auth/signup", data=body, headers=headers)
+    if status != 201:
+        raise RuntimeError(f"signup on {server.name} answered {status}: {payload[:300]!r}")
+
+
+def logins_from_addresses(
+    name: str, username: str, password: str, net: str, pause_ms: int = 0
+) -> Path:
+    body = urllib.parse.urlencode({"username": username, "password": password})
+    prefix = LOGIN_FROM_ADDRESSES_LUA.replace("@BODY@", body).replace("@NET@", net)
+    if pause_ms:
+        prefix += PAUSE_LUA.replace("@PAUSE_MS@", str(pause_ms))
+    return lua_script(name, prefix, statuses=True)
+
+
+def status_count(result: dict, *codes: int) -> int:
+    return sum(n for code, n in result.get("statuses", {}).items() if int(code) in codes)
+
+
+def other_statuses(result: dict, *expected: int) -> int:
+    """Answers with a status other than `expected`, plus wrk's transport errors."""
+    detail = result["errors_detail"]
+    transport = sum(detail[k] for k in ("connect", "read", "write", "timeout"))
+    unexpected = sum(
+        n for code, n in result.get("statuses", {}).items() if int(code) not in expected
+    )
+    return transport + unexpected
+
+
+def bench_scale() -> dict:
+    """/users/me with 1 and SCALE_WORKERS workers; a wrong-password storm against one account
+    with the limits shared in Redis, /health and legitimate logins during it.
+    """
+    label = "postgresql+redis"
+    client = redis_client()
+    try:
+        client.ping()
+        redis_version = client.info("server").get("redis_version")
+    except Exception as exc:
+        raise RuntimeError(f"the scale scenarios need Redis at {REDIS_URL}: {exc}") from exc
+    finally:
+        client.close()
+    project = render("postgresql", redis=True)
+    log(f"rendered {label} into {project.relative_to(ROOT)}")
+    prefix = f"bench-{secrets.token_hex(6)}"
+    env = service_env() | {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+    config = dotenv(project)
+    out: dict = {
+        "variant": label,
+        "workers": SCALE_WORKERS,
+        "redis": {"url": REDIS_URL, "version": redis_version, "key_prefix": prefix},
+        "rate_limits": {k: v for k, v in config.items() if k.startswith("RATE_LIMIT_")},
+        "pool": {
+            "size": int(config.get("DB_POOL_SIZE", "10")),
+            "max_overflow": int(config.get("DB_MAX_OVERFLOW", "5")),
+        },
+    }
+    get = lua_script("get")
+    me_path = "/api/v1/users/me"
+    try:
+        with prepared(project, "postgresql", env) as created:
+            database = str(created)
+            # (1) /users/me at 64 connections, one worker and SCALE_WORKERS workers served side
+            # by side (the idle one costs nothing) and measured in turn, SCALE_ROUNDS times.
+            name = f"{label}.w{SCALE_WORKERS}"
+            with serve(name, "app.main:app", project, env, workers=SCALE_WORKERS) as server:
+                with serve(f"{label}.w1", "app.main:app", project, env, workers=1) as single:
+                    rounds: dict[str, list[dict]] = {"w1": [], "wn": []}
+                    loads = {}
+                    for key, target, tag in (("w1", single, f"{label}.w1"), ("wn", server, name)):
+                        bearer = (f"Authorization: Bearer {login(target)['access_token']}",)
+                        loads[key] = (Load(f"{target.base}{me_path}", 64, get, bearer), tag)
+                    for i in range(SCALE_ROUNDS):
+                        for key, (load, tag) in loads.items():
+                            run_label = f"{tag}.me_64.round{i + 1}"
+                            rounds[key].append(
+                                load.measure(run_label) if i == 0 else load.run(SECONDS, run_label)
+                            )
+                out["me_64_w1"] = combine(rounds["w1"])
+                out["me_64_wn"] = combine(rounds["wn"])
+                out["pg_connections_after_me"] = pg_connections(database)
+                log(f"{name}: server connections after /users/me {out['pg_connections_after_me']}")
+                out.update(attack(server, name))
+            out["pg_connections_end"] = pg_connections(database)
+    finally:
+        with contextlib.suppress(Exception):
+            out["redis_keys_written"] = redis_keys(prefix, delete=True)
+            log(f"deleted {out['redis_keys_written']} Redis keys under {prefix}:")
+    out["me_64_wn"]["vs_w1"] = ratio(out["me_64_wn"]["rps"], out["me_64_w1"]["rps"])
+    return out
+
+
+def combine(runs: list[dict]) -> dict:
+    """Rounds of one measurement: req/s over all of them, mean p50, worst p99."""
+    requests = sum(r["requests"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    combined = {
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "rps": round(requests / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(statistics.mean(r["p50_ms"] for r in runs), 1),
+        "p99_ms": max(r["p99_ms"] for r in runs),
+        "max_ms": max(r["max_ms"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "rounds": runs,
+    }
+    log(
+        f"rounds combined: {combined['rps']} req/s, p50 {combined['p50_ms']} ms, "
+        f"p99 {combined['p99_ms']} ms (req/s per round: {[r['rps'] for r in runs]})"
+    )
+    return combined
+
+
+def attack(server: Server, name: str) -> dict:
+    """(2) and (3) on one served project: the 429 storm, /health and logins during it."""
+    victim, victim_password = "benchvictim", secrets.token_urlsafe(18)
+    user, user_password = "benchuser", secrets.token_urlsafe(18)
+    signup(server, victim, victim_password, f"{LEGIT_NET}.250")
+    signup(server, user, user_password, f"{LEGIT_NET}.251")
+    wrong = "wrong-" + secrets.token_urlsafe(12)
+    storm = Load(
+        f"{server.base}/api/v1/auth/login",
+        ATTACK_CONNECTIONS,
+        logins_from_addresses("attack", victim, wrong, ATTACK_NET),
+        (),
+        "30s",
+    )
+    legit = Load(
+        f"{server.base}/api/v1/auth/login",
+        LEGIT_CONNECTIONS,
+        logins_from_addresses("legit", user, user_password, LEGIT_NET, LEGIT_PAUSE_MS),
+        (),
+        "30s",
+    )
+    health = Load(f"{server.base}/health", 64, lua_script("get"))
+    out: dict = {}
+    out["health_64"] = health.measure(f"{name}.health_64")
+    # The account's budget, spent one attempt at a time over new connections (which the
+    # workers take in turn): with the counts shared, exactly the limit is hashed (401), then
+    # 429; with a count per worker, up to the limit per worker would be.
+    started = time.monotonic()
+    out["budget_probe"] = budget_probe(server, victim, wrong)
+    log(f"{name}: {BUDGET_PROBE_ATTEMPTS} sequential wrong passwords: {out['budget_probe']}")
+    runs = ["attack_64", "attack_with_health", "attack_with_legit"]
+    if WARMUP > 0:
+        out["attack_warmup"] = storm.run(WARMUP, f"{name}.attack_64.warmup")
+        attack_stats(out["attack_warmup"])
+        runs.append("attack_warmup")
+    out["attack_64"] = storm.run(SECONDS, f"{name}.attack_64")
+    attack_stats(out["attack_64"])
+    log(
+        f"{name}.attack_64: {out['attack_64']['rps_429']} 429/s, p50 "
+        f"{out['attack_64']['p50_ms']} ms, p99 {out['attack_64']['p99_ms']} ms, "
+        f"statuses {out['attack_64']['statuses']}"
+    )
+
+    lead = 2
+    # /health at 64 connections while the storm runs (two wrk processes at once).
+    storm_seconds = lead + WARMUP + SECONDS + lead
+    storm_proc = storm.start(storm_seconds)
+    try:
+        time.sleep(lead)
+        if WARMUP > 0:
+            health.run(WARMUP, f"{name}.health_during_attack.warmup")
+        out["health_64_during_attack"] = health.run(SECONDS, f"{name}.health_during_attack")
+    finally:
+        out["attack_with_health"] = finish(storm_proc, storm_seconds, f"{name}.attack2")
+    attack_stats(out["attack_with_health"])
+    out["health_64_during_attack"]["p99_vs_alone"] = ratio(
+        out["health_64_during_attack"]["p99_ms"], out["health_64"]["p99_ms"]
+    )
+    log(f"{name}.health_during_attack: {out['health_64_during_attack']}")
+
+    # Legitimate logins from other addresses while the storm runs.
+    legit_seconds = max(2 * SECONDS, 6)
+    storm_seconds = lead + legit_seconds + lead
+    storm_proc = storm.start(storm_seconds)
+    try:
+        time.sleep(lead)
+        out["legit_during_attack"] = legit.run(legit_seconds, f"{name}.legit_during_attack")
+    finally:
+        out["attack_with_legit"] = finish(storm_proc, storm_seconds, f"{name}.attack3")
+    attack_stats(out["attack_with_legit"])
+    lg = out["legit_during_attack"]
+    lg["ok"] = status_count(lg, 200)
+    lg["failed"] = other_statuses(lg, 200)
+    log(f"{name}.legit_during_attack: {lg}")
+    # With the counts shared, the account's budget holds for every worker together: at most
+    # the limit per window, plus one attempt per further worker that passed the check while
+    # another worker's hash was running.
+    out["attack_hashed"] = {
+        "wrong_password_401": sum(status_count(out[k], 401) for k in runs),
+        "storm_seconds": round(time.monotonic() - started, 1),
+    }
+    log(f"{name}: wrong passwords hashed during the storms {out['attack_hashed']}")
+    return out
+
+
+def budget_probe(server: Server, username: str, password: str) -> dict[str, int]:
+    body = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    statuses: Counter[int] = Counter()
+    for i in range(BUDGET_PROBE_ATTEMPTS):
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Forwarded-For": f"{ATTACK_NET}.{i + 1}",
+            "Connection": "close",
+        }
+        status, _ = http(f"{server.base}/api/v1/auth/login", data=body, headers=headers)
+        statuses[status] += 1
+    return {str(code): n for code, n in sorted(statuses.items())}
+
+
+def attack_stats(result: dict) -> None:
+    """429s per second, and the answers that are neither 429 nor 401 (the wrong password)."""
+    result["rps_429"] = round(status_count(result, 429) / result["seconds"], 1)
+    result["unexpected"] = other_statuses(result, 401, 429)
 
 
 def profile_me(server: Server, variant: str) -> dict:
@@ -673,7 +1049,47 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+TABLE_HEADER = [
+    "scenario",
+    "variant",
+    "workers",
+    "redis",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "ratio",
+]
+
+
+def base_variants(results: dict) -> list[str]:
+    return [v for v in VARIANTS if v in results]
+
+
+def row(label: str, variant: str, workers, redis: str, figures: dict, note: str, **kw) -> list:
+    return [
+        label,
+        variant,
+        str(workers),
+        redis,
+        fmt(kw.get("rps", figures["rps"]), ".1f"),
+        fmt(figures["p50_ms"], ".1f"),
+        fmt(figures["p99_ms"], ".1f"),
+        str(kw.get("errors", figures["errors"])),
+        note,
+    ]
+
+
 def scenario_rows(results: dict) -> list[list[str]]:
+    rows = []
+    if "ceiling" in results:
+        rows += base_rows(results)
+    if "scale" in results:
+        rows += scale_rows(results["scale"])
+    return rows
+
+
+def base_rows(results: dict) -> list[list[str]]:
     ceiling = results["ceiling"]
     bcrypt_ps = results["bcrypt"]["per_second"]
 
@@ -693,29 +1109,74 @@ def scenario_rows(results: dict) -> list[list[str]]:
     ]
     rows = []
     for label, key, relation in specs:
-        for variant in ["ceiling", *VARIANTS]:
+        for variant in ["ceiling", *base_variants(results)]:
             own = results.get(variant, {})
             figures = own.get(key)
             if not figures:
                 continue
-            rows.append(
-                [
-                    label,
-                    variant,
-                    fmt(figures["rps"], ".1f"),
-                    fmt(figures["p50_ms"], ".1f"),
-                    fmt(figures["p99_ms"], ".1f"),
-                    str(figures["errors"]),
-                    "" if variant == "ceiling" else relation(figures, own),
-                ]
-            )
+            note = "" if variant == "ceiling" else relation(figures, own)
+            if figures.get("statuses"):
+                note += "; " + statuses_text(figures)
+            redis = "-" if variant == "ceiling" else "no"
+            rows.append(row(label, variant, 1, redis, figures, note))
     return rows
 
 
+def statuses_text(result: dict) -> str:
+    return ", ".join(f"{code}: {n}" for code, n in result.get("statuses", {}).items())
+
+
+def scale_rows(scale: dict) -> list[list[str]]:
+    n = scale["workers"]
+    health = scale["health_64"]
+    attack_run = scale["attack_64"]
+    during = scale["health_64_during_attack"]
+    legit = scale["legit_during_attack"]
+    pg = "postgresql"
+    return [
+        row("GET /users/me c64", pg, 1, "yes", scale["me_64_w1"], ""),
+        row(
+            "GET /users/me c64",
+            pg,
+            n,
+            "yes",
+            scale["me_64_wn"],
+            f"{scale['me_64_wn']['vs_w1']:.2f} x 1 worker req/s",
+        ),
+        row("GET /health c64", pg, n, "yes", health, ""),
+        row(
+            f"POST /auth/login wrong password c{ATTACK_CONNECTIONS}, 429/s",
+            pg,
+            n,
+            "yes",
+            attack_run,
+            f"{ratio(attack_run['rps_429'], health['rps']):.2f} x /health req/s; "
+            + statuses_text(attack_run),
+            rps=attack_run["rps_429"],
+            errors=attack_run["unexpected"],
+        ),
+        row(
+            "GET /health c64 during 429 storm",
+            pg,
+            n,
+            "yes",
+            during,
+            f"p99 {during['p99_vs_alone']:.2f} x alone",
+        ),
+        row(
+            f"POST /auth/login other addresses c{LEGIT_CONNECTIONS} during 429 storm",
+            pg,
+            n,
+            "yes",
+            legit,
+            f"{legit['ok']} of {legit['requests']} logged in",
+            errors=legit["failed"],
+        ),
+    ]
+
+
 def targets(results: dict) -> list[dict]:
-    ceiling = results["ceiling"]["health_64"]["rps"]
-    bcrypt_ps = results["bcrypt"]["per_second"]
-    found = []
+    found: list[dict] = []
 
     def add(variant: str, name: str, value, limit: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
@@ -723,7 +1184,17 @@ def targets(results: dict) -> list[dict]:
             {"variant": variant, "target": name, "value": value, "limit": limit, "verdict": verdict}
         )
 
-    for variant in VARIANTS:
+    if "ceiling" in results:
+        base_targets(results, add)
+    if "scale" in results:
+        scale_targets(results["scale"], add)
+    return found
+
+
+def base_targets(results: dict, add) -> None:
+    ceiling = results["ceiling"]["health_64"]["rps"]
+    bcrypt_ps = results["bcrypt"]["per_second"]
+    for variant in base_variants(results):
         r = results.get(variant)
         if not r:
             continue
@@ -752,7 +1223,13 @@ def targets(results: dict) -> list[dict]:
             r["health_64"]["rps"] >= 0.7 * ceiling,
         )
         storm_errors = r["login_16"]["errors"] + r["login_16_with_health"]["errors"]
-        add(variant, "login storm errors", storm_errors, "== 0", storm_errors == 0)
+        add(
+            variant,
+            "login storm (correct password) non-200 + transport errors",
+            storm_errors,
+            "== 0",
+            storm_errors == 0,
+        )
         p99x = r["health_64_during_storm"]["p99_vs_alone"]
         add(
             variant,
@@ -782,6 +1259,8 @@ def targets(results: dict) -> list[dict]:
         soak_r = r["soak"]
         bad = soak_r["status_5xx"] + soak_r["transport_errors"]
         add(variant, "soak 5xx + transport errors", bad, "== 0", bad == 0)
+        limited = soak_r.get("status_429", 0)
+        add(variant, "soak 429s (signup/refresh limits raised)", limited, "== 0", limited == 0)
         growth = soak_r["rss"].get("second_half_growth_mb")
         add(
             variant,
@@ -799,31 +1278,127 @@ def targets(results: dict) -> list[dict]:
                 f"<= pool {conns['pool_size']}",
                 conns["count"] <= conns["pool_size"],
             )
-    return found
+
+
+def scale_targets(scale: dict, add) -> None:
+    v = f"{scale['variant']} w{scale['workers']}"
+    vs_w1 = scale["me_64_wn"]["vs_w1"]
+    add(
+        v,
+        f"/users/me c64 req/s, {scale['workers']} workers vs 1",
+        vs_w1,
+        ">= 1.30",
+        vs_w1 is not None and vs_w1 >= 1.3,
+    )
+    me_errors = scale["me_64_w1"]["errors"] + scale["me_64_wn"]["errors"]
+    add(v, "/users/me c64 errors, 1 and N workers", me_errors, "== 0", me_errors == 0)
+    attack_run, health = scale["attack_64"], scale["health_64"]
+    share = ratio(attack_run["rps_429"], health["rps"])
+    add(
+        v,
+        "wrong-password storm 429/s vs /health req/s alone",
+        share,
+        ">= 0.50",
+        share is not None and share >= 0.5,
+    )
+    probe = scale["budget_probe"]
+    account_limit = int(scale["rate_limits"].get("RATE_LIMIT_LOGIN_ACCOUNT", "5/").split("/")[0])
+    add(
+        v,
+        f"{BUDGET_PROBE_ATTEMPTS} sequential wrong passwords: hashed (401) / refused (429)",
+        f"{probe.get('401', 0)}/{probe.get('429', 0)}",
+        f"{account_limit}/{BUDGET_PROBE_ATTEMPTS - account_limit} (shared)",
+        probe.get("401", 0) == account_limit
+        and probe.get("429", 0) == BUDGET_PROBE_ATTEMPTS - account_limit,
+    )
+    unexpected = sum(
+        scale[k]["unexpected"]
+        for k in ("attack_64", "attack_with_health", "attack_with_legit")
+        if k in scale
+    )
+    add(
+        v,
+        "storm answers other than 429/401 + transport errors",
+        unexpected,
+        "== 0",
+        unexpected == 0,
+    )
+    p99x = scale["health_64_during_attack"]["p99_vs_alone"]
+    add(
+        v,
+        "/health p99 during 429 storm vs alone",
+        p99x,
+        "<= 3.0",
+        p99x is not None and p99x <= 3.0,
+    )
+    legit = scale["legit_during_attack"]
+    add(
+        v,
+        "logins from other addresses during storm: failed",
+        legit["failed"],
+        f"== 0 (of {legit['requests']})",
+        legit["failed"] == 0 and legit["ok"] > 0,
+    )
+    add(
+        v,
+        "logins from other addresses during storm p99 ms",
+        legit["p99_ms"],
+        f"<= {LEGIT_P99_LIMIT_MS}",
+        legit["p99_ms"] <= LEGIT_P99_LIMIT_MS,
+    )
+
+
+def configuration(results: dict) -> list[str]:
+    lines = [
+        f"make bench, {results['date']} on {results['machine']['cpu']} "
+        f"({results['machine']['nproc']} cores), "
+        f"template {results['machine']['template_revision']}; scenarios {','.join(SCENARIOS)}; "
+        f"{SECONDS}s runs after {WARMUP}s warm-up"
+        + (f", soak {SOAK_SECONDS}s" if "base" in SCENARIOS else ""),
+        f"load average at start {results['machine']['load_average_at_start'][0]:.2f}"
+        + (
+            f", at the end {results['machine']['load_average_at_end'][0]:.2f}"
+            if "load_average_at_end" in results["machine"]
+            else ""
+        )
+        + f"; bcrypt cost {BCRYPT_COST}, one thread: {results['bcrypt']['per_second']} checks/s "
+        f"({results['bcrypt']['ms_each']} ms each)",
+    ]
+    if "base" in SCENARIOS:
+        raised = ", ".join(f"{k}={v}" for k, v in SOAK_RATE_LIMITS.items())
+        lines.append(
+            f"base: uvicorn --workers 1, redis no; for the soak (sign-ups and refreshes from "
+            f"127.0.0.1) {raised}; login limits at their defaults"
+        )
+    scale = results.get("scale")
+    if scale:
+        limits = ", ".join(f"{k}={v}" for k, v in scale["rate_limits"].items())
+        lines.append(
+            f"scale: postgresql + use_redis=yes (Redis {scale['redis']['version']} at "
+            f"{scale['redis']['url']}, REDIS_KEY_PREFIX={scale['redis']['key_prefix']}), "
+            f"uvicorn --workers 1 vs {scale['workers']} ({SCALE_ROUNDS} alternating rounds), "
+            f"pool {scale['pool']['size']} + "
+            f"overflow {scale['pool']['max_overflow']} per worker; default limits: {limits}"
+        )
+        lines.append(
+            f"scale: storm = {ATTACK_CONNECTIONS} connections of wrong-password logins for one "
+            f"account, X-Forwarded-For {ATTACK_NET}.1-254 (one per request); other logins = "
+            f"{LEGIT_CONNECTIONS} connections, another account's correct password, "
+            f"X-Forwarded-For {LEGIT_NET}.1-254, {LEGIT_PAUSE_MS} ms pause between requests"
+        )
+    return lines
 
 
 def report(results: dict) -> str:
     out = [
-        f"make bench, {results['date']} on {results['machine']['cpu']} "
-        f"({results['machine']['nproc']} cores), "
-        f"template {results['machine']['template_revision']}; "
-        f"{SECONDS}s runs after {WARMUP}s warm-up, "
-        f"soak {SOAK_SECONDS}s",
-        f"load average at start {results['machine']['load_average_at_start'][0]:.2f}; "
-        f"bcrypt cost {BCRYPT_COST}, one thread: {results['bcrypt']['per_second']} checks/s "
-        f"({results['bcrypt']['ms_each']} ms each)",
+        *configuration(results),
         "",
-        table(
-            scenario_rows(results),
-            ["scenario", "variant", "req/s", "p50 ms", "p99 ms", "errors", "ratio"],
-        ),
+        table(scenario_rows(results), TABLE_HEADER),
         "",
     ]
     rows = []
-    for variant in VARIANTS:
-        r = results.get(variant)
-        if not r:
-            continue
+    for variant in base_variants(results):
+        r = results[variant]
         s = r["soak"]
         trend = s["rss"]
         conns = r.get("pg_connections_after_soak")
@@ -837,33 +1412,35 @@ def report(results: dict) -> str:
                 fmt(trend.get("slope_mb_per_min")),
                 f"{s['requests']}",
                 f"{s['status_5xx']}",
+                f"{s.get('status_429', 0)}",
                 f"{s['transport_errors']}",
                 f"{conns['count']}/{conns['pool_size']}" if conns else "-",
             ]
         )
-    out.append(
-        table(
-            rows,
-            [
-                "variant",
-                "RSS idle",
-                "RSS storm peak",
-                "HWM after storm",
-                "soak RSS first/last/max",
-                "MB/min",
-                "soak req",
-                "5xx",
-                "transport err",
-                "pg conns/pool",
-            ],
-        )
-    )
-    out.append("")
+    if rows:
+        header = ["variant", "RSS idle", "RSS storm peak", "HWM after storm"]
+        header += ["soak RSS first/last/max", "MB/min", "soak req", "5xx", "429", "transport err"]
+        header += ["pg conns/pool"]
+        out += [table(rows, header), ""]
+    scale = results.get("scale")
+    if scale:
+        hashed = scale["attack_hashed"]
+        out += [
+            f"scale: {BUDGET_PROBE_ATTEMPTS} sequential wrong passwords for the account on "
+            f"{scale['workers']} workers: {statuses_text({'statuses': scale['budget_probe']})} "
+            f"(RATE_LIMIT_LOGIN_ACCOUNT={scale['rate_limits'].get('RATE_LIMIT_LOGIN_ACCOUNT')},"
+            f" shared); 401s among the storms' answers over the next "
+            f"{hashed['storm_seconds']} s: {hashed['wrong_password_401']}; "
+            f"PostgreSQL connections after /users/me: {scale['pg_connections_after_me']} "
+            f"(at most {scale['workers']} x {scale['pool']['size'] + scale['pool']['max_overflow']}"
+            f"); Redis keys written: {scale.get('redis_keys_written')}",
+            "",
+        ]
     target_rows = [
         [t["target"], t["variant"], fmt(t["value"]), t["limit"], t["verdict"]]
         for t in results["targets"]
     ]
-    out.append(table(target_rows, ["target (issue 5)", "variant", "value", "limit", "verdict"]))
+    out.append(table(target_rows, ["target", "variant", "value", "limit", "verdict"]))
     return "\n".join(out)
 
 
@@ -924,18 +1501,31 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk (make bench does this)", file=sys.stderr)
         return 2
+    unknown = sorted(set(SCENARIOS) - set(SCENARIO_GROUPS))
+    if unknown or not SCENARIOS:
+        print(f"BENCH_SCENARIOS: one or more of {','.join(SCENARIO_GROUPS)}", file=sys.stderr)
+        return 2
     BUILD.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     results: dict = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "config": {
+            "scenarios": SCENARIOS,
             "seconds": SECONDS,
             "warmup": WARMUP,
             "soak_seconds": SOAK_SECONDS,
             "wrk_threads": WRK_THREADS,
             "storm_connections": STORM_CONNECTIONS,
             "variants": VARIANTS,
+            "base_rate_limits_for_the_soak": SOAK_RATE_LIMITS,
+            "scale_workers": SCALE_WORKERS,
+            "scale_rounds": SCALE_ROUNDS,
+            "attack_connections": ATTACK_CONNECTIONS,
+            "attack_addresses": f"{ATTACK_NET}.1-254, one per request",
+            "legit_connections": LEGIT_CONNECTIONS,
+            "legit_pause_ms": LEGIT_PAUSE_MS,
+            "legit_addresses": f"{LEGIT_NET}.1-254, one per request",
         },
     }
     load = results["machine"]["load_average_at_start"][0]
@@ -944,9 +1534,13 @@ def main() -> int:
     log("measuring one core's bcrypt rate")
     results["bcrypt"] = bcrypt_rate()
     log(f"bcrypt: {results['bcrypt']}")
-    results["ceiling"] = bench_ceiling()
-    for variant in VARIANTS:
-        results[variant] = bench_variant(variant)
+    if "base" in SCENARIOS:
+        results["ceiling"] = bench_ceiling()
+        for variant in VARIANTS:
+            results[variant] = bench_variant(variant)
+    if "scale" in SCENARIOS:
+        results["scale"] = bench_scale()
+    results["machine"]["load_average_at_end"] = os.getloadavg()
     results["targets"] = targets(results)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,10 @@
 Light workers loop over `GET /users/me`, `POST /auth/refresh` (each keeps its own rotating
 refresh token) and the admin list `GET /users`; heavy workers loop over sign-up, login,
 refresh and `GET /users/me` for fresh users (the bcrypt-bound part). Every worker stops at the
-deadline; the result (counts, statuses, 5xx, transport errors, p50/p99 per operation) is one
-JSON object on stdout.
+deadline; the result (counts, statuses, 5xx, 429s, transport errors, p50/p99 per operation)
+is one JSON object on stdout. Every request comes from 127.0.0.1, so the server must run with
+sign-up and refresh limits far above their defaults (bench/run.py raises them): a 429 here
+means a limit the soak was not meant to measure.
 
 Usage: python bench/soak.py BASE_URL SECONDS ADMIN_USERNAME ADMIN_PASSWORD [LIGHT] [HEAVY]
 """
@@ -57,6 +59,7 @@ class Stats:
         return {
             "requests": sum(all_counts.values()),
             "status_5xx": sum(n for code, n in all_counts.items() if code >= 500),
+            "status_429": all_counts.get(429, 0),
             "non_2xx": sum(n for code, n in all_counts.items() if not 200 <= code < 300),
             "transport_errors": sum(self.transport_errors.values()),
             "transport_error_kinds": dict(self.transport_errors),
