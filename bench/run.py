@@ -21,7 +21,7 @@ from other addresses during that storm (a few connections, paced below one core'
 uvicorn trusts X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS), which lets wrk on loopback
 pose as many clients.
 
-Prints one table and the issue's targets, and writes the same figures as JSON.
+Prints one table and the performance targets, and writes the same figures as JSON.
 
 Environment (all optional):
   BENCH_SCENARIOS=base,scale   which groups to run; BENCH_SCENARIOS=scale make bench runs only

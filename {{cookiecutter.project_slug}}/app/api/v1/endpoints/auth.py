@@ -1,7 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from app.api.v1.deps.auth import AuthServiceDep
 from app.api.v1.deps.rate_limit import RateLimiterDep, client_address, limit_per_address
@@ -41,7 +40,10 @@ async def signup(data: UserCreate, auth: AuthServiceDep) -> UserRead:
     dependencies=[Depends(no_store)],
 )
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    # Plain form fields rather than FastAPI's OAuth2PasswordRequestForm class, whose
+    # constructor FastAPI would run in the thread pool on every attempt.
+    username: Annotated[str, Form(description="The username or the e-mail address")],
+    password: Annotated[str, Form(json_schema_extra={"format": "password"})],
     request: Request,
     auth: AuthServiceDep,
     limiter: RateLimiterDep,
@@ -50,9 +52,9 @@ async def login(
 
     Failed attempts are limited per account and per client address; a success costs nothing.
     """
-    limits = LoginLimits(limiter, form.username, client_address(request))
+    limits = LoginLimits(limiter, username, client_address(request))
     try:
-        return await auth.login(form.username, form.password, limits)
+        return await auth.login(username, password, limits)
     except (AuthenticationError, PermissionDeniedError) as exc:
         exc.extra = {"error": "invalid_grant", "error_description": exc.detail}
         raise
