@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from loguru import logger
 
 from app.api.routes import include_routes
+from app.api.v1.router import API_V1_PREFIX
 from app.core.auth import PasswordHasher, TokenCodec
 from app.core.config import Environment, Settings, load_settings
 from app.core.db import Database
@@ -22,6 +23,7 @@ from app.core.redis import create_redis
 {%- endif %}
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.logging import RequestContextMiddleware
+from app.middleware.login_guard import LoginGuardMiddleware
 {%- if cookiecutter.use_b2_storage %}
 from app.services.back_blaze_b2 import BackBlaze
 {%- endif %}
@@ -106,6 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    # Inside the body limit: a login attempt known to be over its limit is refused before
+    # routing, at a fraction of a served request's cost.
+    app.add_middleware(LoginGuardMiddleware, login_path=f"{API_V1_PREFIX}/auth/login")
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_body_bytes,

@@ -160,7 +160,10 @@ async def test_a_limited_login_costs_no_password_check_and_no_query(
 
 
 async def test_a_key_known_to_be_blocked_costs_no_round_trip(
-    limited: AsyncClient, make_user: UserFactory, monkeypatch: pytest.MonkeyPatch
+    limited_app: FastAPI,
+    limited: AsyncClient,
+    make_user: UserFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user = await make_user()
     for _ in range(3):
@@ -175,8 +178,16 @@ async def test_a_key_known_to_be_blocked_costs_no_round_trip(
 
     monkeypatch.setattr(RateLimiter, "_run", counting_run)
     assert_limited(await login(limited, user.username, "wrong password"))
-    # One lookup: the address's budget; the account's refusal came from memory.
-    assert len(lookups) == 1
+    # Refused from memory before routing: no lookup of any budget.
+    assert lookups == []
+    # The same account from another address: refused from memory too.
+    async with client_for(limited_app, OTHER_CLIENT) as elsewhere:
+        assert_limited(await login(elsewhere, user.username, "wrong password"))
+    assert lookups == []
+    # Other routes and other accounts still go through the limiter as usual.
+    other = await make_user()
+    assert (await login(limited, other.username, DEFAULT_PASSWORD)).status_code == 200
+    assert lookups
 
 
 @pytest.mark.parametrize(

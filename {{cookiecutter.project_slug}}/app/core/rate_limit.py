@@ -12,8 +12,10 @@ The counts live in this process's memory: each worker process counts on its own.
 {%- endif %}
 """
 
+import hashlib
 import math
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -68,6 +70,14 @@ class LimitState:
         return RateLimitedError(headers={"Retry-After": headers["RateLimit-Reset"], **headers})
 
 
+def login_account_key(login: str) -> str:
+    """The login-attempt key of a login text (username or e-mail as typed): a digest, so any
+    text makes a short key and the limit store holds no usernames.
+    """
+    normalized = unicodedata.normalize("NFKC", login).strip().lower()
+    return "login:" + hashlib.sha256(normalized.encode()).hexdigest()[:32]
+
+
 class RateLimiter:
     """The named limits of the settings (`login_account`, `signup`, ...), per key."""
     {%- if cookiecutter.use_redis %}
@@ -120,14 +130,21 @@ class RateLimiter:
             raise self._blocked(name, key, state)
         return state
 
-    def _refuse_if_known_blocked(self, name: str, key: str) -> RateLimitItem:
-        limit = self.limits[name]
+    def known_blocked(self, name: str, key: str) -> LimitState | None:
+        """Where `key` stands if this process already knows it is used up; no I/O."""
         until = self._blocked_until.get((name, key))
-        if until is not None:
-            if until > time.time():
-                raise LimitState(limit=limit, remaining=0, reset_at=until).error()
+        if until is None:
+            return None
+        if until <= time.time():
             del self._blocked_until[(name, key)]
-        return limit
+            return None
+        return LimitState(limit=self.limits[name], remaining=0, reset_at=until)
+
+    def _refuse_if_known_blocked(self, name: str, key: str) -> RateLimitItem:
+        blocked = self.known_blocked(name, key)
+        if blocked is not None:
+            raise blocked.error()
+        return self.limits[name]
 
     def _blocked(self, name: str, key: str, state: LimitState) -> RateLimitedError:
         if len(self._blocked_until) >= BLOCKED_KEYS_MAX:

@@ -1,6 +1,5 @@
 """Sign-up, login and the refresh-token lifecycle: the multi-step logic behind /auth."""
 
-import hashlib
 import uuid
 from typing import Any
 
@@ -14,7 +13,7 @@ from app.core.exceptions import (
     LastSuperuserError,
     PermissionDeniedError,
 )
-from app.core.rate_limit import RateLimiter
+from app.core.rate_limit import RateLimiter, login_account_key
 from app.models.user import User
 from app.repos.refresh_token import RefreshTokenRepository
 from app.repos.user import UserRepository
@@ -32,9 +31,7 @@ class LoginLimits:
 
     def __init__(self, limiter: RateLimiter, login: str, address: str) -> None:
         self.limiter = limiter
-        # A digest: any login text makes a short key, and the limit store holds no usernames.
-        digest = hashlib.sha256(login.strip().lower().encode()).hexdigest()[:32]
-        self.accounts = [f"login:{digest}"]
+        self.accounts = [login_account_key(login)]
         self.address = address
 
     def found(self, user: User | None) -> None:
@@ -42,10 +39,12 @@ class LoginLimits:
             self.accounts.append(f"user:{user.id}")
 
     async def check(self) -> None:
-        """429 when a budget is used up."""
-        await self.limiter.check("login_address", self.address)
+        """429 when a budget is used up. The account first: a storm against one account from
+        many addresses is then refused from memory, with no round trip for each address.
+        """
         for account in self.accounts:
             await self.limiter.check("login_account", account)
+        await self.limiter.check("login_address", self.address)
 
     async def record_failure(self) -> None:
         await self.limiter.hit("login_address", self.address)
