@@ -99,6 +99,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app = FastAPI(**options, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     register_exception_handlers(app)
+    # Innermost: a login attempt known to be over its limit is refused before routing, at
+    # about the cost of /health.
+    app.add_middleware(LoginGuardMiddleware, login_path=f"{API_V1_PREFIX}/auth/login")
+    # Around it the body limit, and around both CORS: their refusals carry CORS headers too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_body_bytes,
+        {%- if cookiecutter.use_b2_storage %}
+        # The upload: the file plus room for the multipart envelope.
+        route_limits=[("POST", "/api/v1/files", settings.b2_upload_max_bytes + 16 * 1024)],
+        {%- endif %}
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -108,17 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
-    # Inside the body limit: a login attempt known to be over its limit is refused before
-    # routing, at a fraction of a served request's cost.
-    app.add_middleware(LoginGuardMiddleware, login_path=f"{API_V1_PREFIX}/auth/login")
-    app.add_middleware(
-        BodyLimitMiddleware,
-        default_limit=settings.max_body_bytes,
-        {%- if cookiecutter.use_b2_storage %}
-        # The upload: the file plus room for the multipart envelope.
-        route_limits=[("POST", "/api/v1/files", settings.b2_upload_max_bytes + 16 * 1024)],
-        {%- endif %}
-    )
     # Added last, so it is outermost: every response, CORS preflights and 500s included,
     # carries the request id and the security headers.
     app.add_middleware(
