@@ -30,13 +30,18 @@ HTTP_ERROR_CODES = {
 }
 
 
-async def _app_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+def app_error_response(exc: AppError) -> JSONResponse:
+    """The response for an application error: its status, headers and the error body."""
     return JSONResponse(
         error_content(exc.detail, exc.error_code, **exc.extra),
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+    return app_error_response(exc)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

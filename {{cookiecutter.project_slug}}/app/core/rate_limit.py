@@ -32,6 +32,7 @@ from limits.errors import StorageError
 from loguru import logger
 from redis.asyncio import Redis
 {%- endif %}
+from starlette.types import Scope
 
 from app.core.config import Settings
 from app.core.exceptions import RateLimitedError
@@ -68,6 +69,14 @@ class LimitState:
     def error(self) -> RateLimitedError:
         headers = self.headers()
         return RateLimitedError(headers={"Retry-After": headers["RateLimit-Reset"], **headers})
+
+
+def client_address(scope: Scope) -> str:
+    """The peer's address; behind a proxy listed in uvicorn's FORWARDED_ALLOW_IPS, the client's
+    address that the proxy forwarded (a forwarded header from anyone else is ignored).
+    """
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def login_account_key(login: str) -> str:

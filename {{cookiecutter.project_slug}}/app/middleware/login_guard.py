@@ -8,11 +8,10 @@ not known to be blocked goes on to the login route, which checks and counts as u
 
 from urllib.parse import parse_qs
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.rate_limit import RateLimiter, login_account_key
-from app.core.responses import error_content
+from app.core.error_handlers import app_error_response
+from app.core.rate_limit import RateLimiter, client_address, login_account_key
 
 FORM_TYPE = b"application/x-www-form-urlencoded"
 
@@ -44,18 +43,13 @@ class LoginGuardMiddleware:
                 break
         limiter: RateLimiter = scope["app"].state.rate_limiter
         username = parse_qs(body.decode("utf-8", "replace")).get("username", [""])[0]
-        address = scope["client"][0] if scope.get("client") else "unknown"
         blocked = limiter.known_blocked(
             "login_account", login_account_key(username)
-        ) or limiter.known_blocked("login_address", address)
+        ) or limiter.known_blocked("login_address", client_address(scope))
         if blocked is not None:
             error = blocked.error()
-            response = JSONResponse(
-                error_content(error.detail, error.error_code),
-                status_code=error.status_code,
-                headers={**(error.headers or {}), "Cache-Control": "no-store"},
-            )
-            await response(scope, receive, send)
+            error.headers = {**(error.headers or {}), "Cache-Control": "no-store"}
+            await app_error_response(error)(scope, receive, send)
             return
 
         async def replay() -> Message:

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from app.core.rate_limit import RateLimiter
+from app.core.rate_limit import RateLimiter, client_address
 
 
 async def get_rate_limiter(request: Request) -> RateLimiter:
@@ -14,13 +14,6 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 
 
-def client_address(request: Request) -> str:
-    """The peer's address; behind a proxy listed in uvicorn's FORWARDED_ALLOW_IPS, the client's
-    address that the proxy forwarded (a forwarded header from anyone else is ignored).
-    """
-    return request.client.host if request.client else "unknown"
-
-
 def limit_per_address(name: str) -> Callable[..., Awaitable[None]]:
     """A route dependency counting each request against the limit `name` per client address.
 
@@ -29,7 +22,7 @@ def limit_per_address(name: str) -> Callable[..., Awaitable[None]]:
     """
 
     async def count(request: Request, response: Response, limiter: RateLimiterDep) -> None:
-        state = await limiter.hit(name, client_address(request))
+        state = await limiter.hit(name, client_address(request.scope))
         response.headers.update(state.headers())
 
     return count

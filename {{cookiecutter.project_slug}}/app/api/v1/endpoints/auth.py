@@ -3,8 +3,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from app.api.v1.deps.auth import AuthServiceDep
-from app.api.v1.deps.rate_limit import RateLimiterDep, client_address, limit_per_address
+from app.api.v1.deps.rate_limit import RateLimiterDep, limit_per_address
 from app.core.exceptions import AuthenticationError, PermissionDeniedError
+from app.core.rate_limit import client_address
 from app.core.responses import OAuth2ErrorResponse, error_responses
 from app.schemas.token import RefreshRequest, TokenPair
 from app.schemas.user import UserCreate, UserRead
@@ -52,7 +53,7 @@ async def login(
 
     Failed attempts are limited per account and per client address; a success costs nothing.
     """
-    limits = LoginLimits(limiter, username, client_address(request))
+    limits = LoginLimits(limiter, username, client_address(request.scope))
     try:
         return await auth.login(username, password, limits)
     except (AuthenticationError, PermissionDeniedError) as exc:
