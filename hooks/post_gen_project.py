@@ -1,8 +1,10 @@
 """Finish a freshly rendered project.
 
 Runs with the new project directory as the working directory, both under `cookiecutter` and
-under `cruft create` / `cruft update` (which render into a temporary directory), so it relies on
-nothing but the working directory and the answers.
+under `cruft create` / `cruft update`, so it relies on nothing but the working directory and the
+answers. `cruft update` renders the old and the new template version into fresh temporary
+directories only to diff them; those scratch copies get steps 1-3 (their files must match a real
+render) but no .env and no next steps, which would only be printed twice for nothing.
 
 1. Remove the files whose condition does not hold (OPTIONAL_FILES is the one list of them). A
    listed file that was not rendered is an error (whatever the answers), so the list cannot
@@ -15,9 +17,11 @@ nothing but the working directory and the answers.
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
@@ -52,6 +56,8 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "use_redis": ("app/core/redis.py",),
 }
 
+# tempfile.TemporaryDirectory()'s names: "tmp" and eight random characters.
+TEMPORARY_DIRECTORY_NAME = re.compile(r"tmp[a-z0-9_]{8}")
 SECRET_KEY_PREFIX = "SECRET_KEY="  # noqa: S105 (the key name, not a secret)
 
 
@@ -142,12 +148,26 @@ def next_steps(env_written: bool) -> str:
     return f"\nCreated {slug}. {env_note}\nNext steps:\n{body}\n"
 
 
+def is_cruft_scratch_copy(root: Path) -> bool:
+    """True for the copies `cruft update` renders to diff: cruft's answers carry `_commit`, and
+    each copy is rendered alone into a new temporary directory right under the system's.
+    """
+    parent = root.parent
+    return (
+        "_commit" in ANSWERS
+        and parent.parent == Path(tempfile.gettempdir()).resolve()
+        and TEMPORARY_DIRECTORY_NAME.fullmatch(parent.name) is not None
+    )
+
+
 def main() -> int:
     root = Path.cwd()
     try:
         removed = remove_disabled_files(root)
         remove_empty_parents(root, removed)
         install_license(root)
+        if is_cruft_scratch_copy(root):
+            return 0
         env_written = write_env(root)
     except HookError as exc:
         print(f"ERROR: post_gen_project: {exc}", file=sys.stderr)

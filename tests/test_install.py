@@ -104,3 +104,29 @@ def test_cruft_create(template_repo, tmp_path, overrides):
     problems = check_files(root, answers)
     assert not problems, "\n".join(problems)
     check([str(BIN / "cruft"), "check", "--project-dir", str(root)], cwd=tmp_path)
+
+
+def test_cruft_update_applies_a_template_change_quietly(template_repo, tmp_path):
+    """cruft update renders the old and the new template only to diff them: the next steps are
+    not printed for those copies (they were printed twice), and the project's .env stays.
+    """
+    template = tmp_path / "template"
+    git = ["git", "-c", "user.name=template-tests", "-c", "user.email=tests@example.com"]
+    check([*git, "clone", "-q", str(template_repo), str(template)], cwd=tmp_path)
+    out = tmp_path / "out"
+    create = [str(BIN / "cruft"), "create", str(template), "--no-input", "--output-dir", str(out)]
+    assert check(create, cwd=tmp_path).count("Next steps") == 1
+    root = out / "my-service"
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "created"]):
+        check([*git, *cmd], cwd=root)
+    env_before = (root / ".env").read_text(encoding="utf-8")
+    readme = template / "{{cookiecutter.project_slug}}" / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8") + "\nA template change.\n", "utf-8")
+    check([*git, "commit", "-q", "-am", "a template change"], cwd=template)
+
+    update = [str(BIN / "cruft"), "update", "--skip-apply-ask", "-y", "--project-dir", str(root)]
+    output = check(update, cwd=tmp_path)
+    assert "Next steps" not in output
+    assert "A template change." in (root / "README.md").read_text(encoding="utf-8")
+    assert (root / ".env").read_text(encoding="utf-8") == env_before
+    assert not list(root.rglob("*.rej"))
