@@ -1138,9 +1138,16 @@ def summarise_profile(raw: Path, top: int = 25) -> dict:
         if not frames:
             continue
         if frames[0].startswith("Thread._bootstrap") and frames[-1].startswith(
-            ("Condition.wait", "Queue.get")
+            (
+                "Condition.wait",
+                "Queue.get",
+                "_worker (concurrent",
+                "_connection_worker_thread (aiosqlite",
+            )
         ):
-            idle_threads += count  # idle thread-pool workers that py-spy reports as active
+            # Idle workers (thread pools, aiosqlite's connection threads) waiting on a queue,
+            # which py-spy reports as active.
+            idle_threads += count
             continue
         total += count
         root = frames[0]
