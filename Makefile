@@ -55,12 +55,13 @@ run: $(TOOLS_STAMP)
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache
 
-# make bench: render the SQLite and PostgreSQL variants into build/bench, serve each (and a bare
-# FastAPI ceiling) with uvicorn and load them with wrk over 127.0.0.1, then the scale-out
-# scenarios (PostgreSQL + Redis, 1 vs 2 workers, a wrong-password storm); prints one table and
-# the targets, writes build/bench.json. Not part of make test. Shorter: make bench
-# BENCH_SECONDS=3 SOAK_SECONDS=10; only the scale-out scenarios: make bench
-# BENCH_SCENARIOS=scale (see bench/run.py for every knob).
+# make bench: render the SQLite and PostgreSQL variants into build/bench and serve each as its
+# Dockerfile does, next to a bare FastAPI ceiling and a limit app for /users/me on the same
+# stack; compare server stacks (uvloop versions, asyncio, granian); then the scale-out scenarios
+# (PostgreSQL + Redis, 1 vs 2 workers, a wrong-password storm). wrk loads them over 127.0.0.1;
+# prints one table and the targets, writes build/bench.json. Not part of make test. Shorter:
+# make bench BENCH_SECONDS=3 SOAK_SECONDS=10; one group: make bench BENCH_SCENARIOS=stacks
+# (see bench/run.py for every knob).
 APT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: bench

@@ -1,44 +1,59 @@
-"""`make bench`: render, serve and load the template's services next to a bare FastAPI ceiling.
+"""`make bench`: render, serve and load the template's services next to two references.
 
-Two groups of scenarios (BENCH_SCENARIOS):
+Every server runs as the rendered Dockerfile runs the service: its CMD (uvicorn with its flags)
+and its ENV, no .env (the image has none), so the settings are at their defaults (prod, one JSON
+log line per request) but for what the bench must set: a random SECRET_KEY, a fresh database,
+and LOG_LEVEL as .env.example has it. The two references run on the same command and stack: the
+ceiling (bench/ceiling_app.py, a bare FastAPI endpoint) and the limit app (bench/limit_app.py,
+the least code that does /users/me's job: PyJWT, one SELECT through the driver).
+
+Three groups of scenarios (BENCH_SCENARIOS):
 
 base: renders the default (SQLite) and the PostgreSQL variant into build/bench/, migrates each
-(a throwaway PostgreSQL database, dropped at the end), creates a superuser, serves each with
-uvicorn (one worker, no access log, CURRENT_ENVIRONMENT=prod, random SECRET_KEY, bcrypt cost
-12) and drives load with wrk over 127.0.0.1: /health, /users/me at 64 and 256 connections, a
-login storm (correct password), /health during the storm, RSS idle and during the storm, then a
-mixed-traffic soak. The soak signs up and refreshes from 127.0.0.1 hundreds of times a minute,
-so these servers run with RATE_LIMIT_SIGNUP and RATE_LIMIT_REFRESH raised (SOAK_RATE_LIMITS
-below); the login limits keep their defaults (successful logins use up nothing).
+(a throwaway PostgreSQL database, dropped at the end) and creates a superuser. For each, three
+servers side by side: the service, the same at LOG_LEVEL=WARNING (no request log) and the limit
+app, measured in alternating rounds (BENCH_ROUNDS): /health at 64 connections (service and
+WARNING), /users/me at 64 (all three) and at 256 (service and limit app). Then on the service
+alone: a login storm (correct password), /health during the storm, RSS idle and during the
+storm, and a mixed-traffic soak. The soak signs up and refreshes from 127.0.0.1 hundreds of
+times a minute, so these servers run with RATE_LIMIT_SIGNUP and RATE_LIMIT_REFRESH raised
+(SOAK_RATE_LIMITS below); the login limits keep their defaults (successful logins use up
+nothing).
+
+stacks: the PostgreSQL variant and the ceiling on each server stack of BENCH_STACKS (uvicorn with
+another uvloop, uvicorn --loop asyncio, granian), next to the services' own stack (the rendered
+pins), all served side by side and measured in alternating rounds: the ceiling's /health, the
+service's /health and /users/me at 64 connections. A uvloop or granian other than the shared
+virtualenv's is installed with pip into build/bench/stacks/ and put first on PYTHONPATH.
 
 scale: renders the PostgreSQL variant with use_redis=yes (rate limits shared through Redis at
 BENCH_REDIS_URL under a random REDIS_KEY_PREFIX, every limit at its default) and measures
-/users/me at 64 connections served by `uvicorn --workers 1`, then by `--workers N`; on the
-N-worker server, /health alone, a 64-connection storm of wrong-password logins against one
-account (each request from its own X-Forwarded-For address, so the per-account limit is the one
-that answers 429), /health during that storm, and correct-password logins of another account
-from other addresses during that storm (a few connections, paced below one core's bcrypt rate).
-uvicorn trusts X-Forwarded-For from 127.0.0.1 (FORWARDED_ALLOW_IPS), which lets wrk on loopback
-pose as many clients.
+/users/me at 64 connections served by 1 worker, then by N (WEB_CONCURRENCY); on the N-worker
+server, /health alone, a 64-connection storm of wrong-password logins against one account (each
+request from its own X-Forwarded-For address, so the per-account limit is the one that answers
+429), /health during that storm, and correct-password logins of another account from other
+addresses during that storm (a few connections, paced below one core's bcrypt rate). uvicorn
+trusts X-Forwarded-For from 127.0.0.1 (the Dockerfile's FORWARDED_ALLOW_IPS), which lets wrk on
+loopback pose as many clients.
 
 Prints one table and the performance targets, and writes the same figures as JSON.
 
 Environment (all optional):
-  BENCH_SCENARIOS=base,scale   which groups to run; BENCH_SCENARIOS=scale make bench runs only
-                         the scale-out scenarios (about 2 minutes; add BENCH_SECONDS=3
-                         BENCH_WARMUP=1 for a smoke run of well under a minute)
+  BENCH_SCENARIOS=base,stacks,scale   which groups to run, e.g. BENCH_SCENARIOS=stacks
   BENCH_SECONDS=10       each measured wrk run
-  BENCH_WARMUP=3         the warm-up before each measured run
+  BENCH_WARMUP=3         the warm-up before each load's first measured run
+  BENCH_ROUNDS=2         alternating rounds of the loads compared in base and stacks (req/s
+                         over all rounds, mean p50, worst p99), so that a change in the
+                         machine's other load weighs on all alike
   SOAK_SECONDS=60        the mixed-traffic soak
   BENCH_VARIANTS=sqlite,postgresql   the base group's variants
+  BENCH_STACKS=uvloop==0.22.1,uvloop==0.23.0,asyncio,granian==2.8.9   the stacks group's stacks
   BENCH_SCALE_WORKERS=2  the worker count compared with one worker in the scale group
-  BENCH_SCALE_ROUNDS=2   rounds of /users/me on 1 worker, then on N, alternating (req/s over
-                         all rounds, mean p50, worst p99), so that a change in the machine's
-                         other load weighs on both alike
+  BENCH_SCALE_ROUNDS=2   alternating rounds of /users/me on 1 worker and on N
   BENCH_REDIS_URL=redis://127.0.0.1:6379/0   the Redis of the scale group (loopback only)
   BENCH_OUT=build/bench.json
   BENCH_WRK_THREADS=2
-  BENCH_PG_ADMIN_DSN=postgresql://postgres@127.0.0.1:5432/postgres  (or TEMPLATE_PG_ADMIN_DSN)
+  TEMPLATE_PG_ADMIN_DSN=postgresql://postgres@127.0.0.1:5432/postgres   as for the tests
   BENCH_PROFILE=postgresql   variants to profile with py-spy during an extra /users/me run
   BENCH_STRICT=1         exit 1 when a target fails
 """
@@ -54,7 +69,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,10 +80,26 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
+# The template's test helpers are the one way to render, serve, migrate and log in.
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import (  # noqa: E402
+    PROJECT_TEMPLATE,
+    access_token,
+    check,
+    free_port,
+    full_answers,
+    migrate_with_superuser,
+    pg_admin,
+    render_string,
+    serve,
+    throwaway_database,
+)
+
 BUILD = ROOT / "build" / "bench"
 PYTHON = Path(sys.executable)  # the shared venv's interpreter (make bench runs .venv/bin/python)
 HOST = "127.0.0.1"  # the only address that is ever served or loaded
@@ -80,14 +110,20 @@ SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 VARIANTS = [v for v in os.environ.get("BENCH_VARIANTS", "sqlite,postgresql").split(",") if v]
 OUT = Path(os.environ.get("BENCH_OUT", str(ROOT / "build" / "bench.json")))
 WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
-PG_ADMIN_DSN = os.environ.get(
-    "BENCH_PG_ADMIN_DSN",
-    os.environ.get("TEMPLATE_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
 PROFILE = [v for v in os.environ.get("BENCH_PROFILE", "").split(",") if v]
 STRICT = os.environ.get("BENCH_STRICT", "") not in ("", "0")
-SCENARIO_GROUPS = ("base", "scale")
-SCENARIOS = [s for s in os.environ.get("BENCH_SCENARIOS", "base,scale").split(",") if s]
+SCENARIO_GROUPS = ("base", "stacks", "scale")
+SCENARIOS = [
+    s for s in os.environ.get("BENCH_SCENARIOS", ",".join(SCENARIO_GROUPS)).split(",") if s
+]
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "2")))
+STACKS = [
+    s
+    for s in os.environ.get(
+        "BENCH_STACKS", "uvloop==0.22.1,uvloop==0.23.0,asyncio,granian==2.8.9"
+    ).split(",")
+    if s
+]
 SCALE_WORKERS = int(os.environ.get("BENCH_SCALE_WORKERS", "2"))
 SCALE_ROUNDS = max(1, int(os.environ.get("BENCH_SCALE_ROUNDS", "2")))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -109,7 +145,6 @@ BUDGET_PROBE_ATTEMPTS = 12
 BCRYPT_COST = 12
 ADMIN_USER = "benchadmin"
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
-SERVER_START_TIMEOUT = 60
 STORM_RSS_INTERVAL = 0.2
 SOAK_RSS_INTERVAL = float(os.environ.get("SOAK_RSS_INTERVAL", "5"))
 
@@ -182,27 +217,6 @@ end
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def run(cmd: list[str | Path], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
-    proc = subprocess.run(  # noqa: S603 - fixed argument lists, no shell
-        [str(c) for c in cmd],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
 
 
 def loopback_only(url: str) -> None:
@@ -360,6 +374,105 @@ def finish(proc: subprocess.Popen[str], seconds: int, label: str) -> dict[str, f
 # --- servers ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Stack:
+    """A server stack: the server, its event loop, and a package laid over the shared
+    virtualenv (installed into build/bench/stacks/ and put first on PYTHONPATH).
+    """
+
+    name: str
+    server: str = "uvicorn"
+    loop: str | None = None  # uvicorn's --loop; None: as the Dockerfile serves (auto)
+    requirement: str | None = None
+
+
+def installed(package: str) -> str | None:
+    with contextlib.suppress(PackageNotFoundError):
+        return version(package)
+    return None
+
+
+# What the services run on: the Dockerfile's command with the shared virtualenv's packages,
+# which are the rendered project's pins.
+DEFAULT_STACK = Stack(f"uvicorn + uvloop {installed('uvloop')}")
+
+
+def stack(spec: str) -> Stack:
+    """BENCH_STACKS entries: `uvloop==X.Y.Z`, `asyncio`, `granian` or `granian==X.Y.Z`."""
+    if spec.startswith("uvloop=="):
+        wanted = spec.removeprefix("uvloop==")
+        if wanted == installed("uvloop"):
+            return DEFAULT_STACK
+        return Stack(f"uvicorn + uvloop {wanted}", loop="uvloop", requirement=spec)
+    if spec == "asyncio":
+        return Stack("uvicorn + asyncio", loop="asyncio")
+    if spec.split("==")[0] == "granian":
+        return Stack(spec.replace("==", " "), server="granian", requirement=spec)
+    raise ValueError(f"BENCH_STACKS: unknown stack {spec!r}")
+
+
+def overlay(requirement: str) -> Path:
+    """A directory holding `requirement` alone (pip --target), installed once."""
+    target = BUILD / "stacks" / re.sub(r"[^A-Za-z0-9.]+", "-", requirement)
+    if not (target / ".installed").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        log(f"installing {requirement} into {target.relative_to(ROOT)}")
+        check(
+            [
+                str(PYTHON),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(target),
+                requirement,
+            ],
+            ROOT,
+            base_env(),
+            timeout=300,
+        )
+        (target / ".installed").touch()
+    return target
+
+
+def dockerfile() -> tuple[list[str], dict[str, str]]:
+    """The rendered Dockerfile's CMD and its runtime stage's ENV (less the paths, which differ
+    here): the services run as the image runs them.
+    """
+    text = render_string(
+        (PROJECT_TEMPLATE / "Dockerfile").read_text(encoding="utf-8"), full_answers()
+    ).replace("\\\n", " ")
+    runtime = text.split(" AS runtime", 1)[1]
+    command = re.search(r"^CMD (\[.*\])$", runtime, re.MULTILINE)
+    if not command:
+        raise RuntimeError("no CMD [...] in the rendered Dockerfile's runtime stage")
+    env = {
+        key: value
+        for line in re.findall(r"^ENV (.*)$", runtime, re.MULTILINE)
+        for key, value in re.findall(r"(\w+)=(\S+)", line)
+        if key not in ("PATH", "PYTHONPATH")
+    }
+    return json.loads(command.group(1)), env
+
+
+DOCKER_CMD, DOCKER_ENV = dockerfile()
+
+
+def server_command(stack: Stack, app: str, port: int, workers: int) -> list[str]:
+    if stack.server == "granian":
+        cmd = [str(PYTHON), "-m", "granian", "--interface", "asgi", "--host", HOST]
+        return [*cmd, "--port", str(port), "--workers", str(workers), app]
+    if DOCKER_CMD[0] != "uvicorn":
+        raise RuntimeError(f"the Dockerfile serves with {DOCKER_CMD[0]}, not uvicorn")
+    cmd = [str(PYTHON), "-m", *DOCKER_CMD]
+    cmd[cmd.index("app.main:app")] = app
+    cmd[cmd.index("--host") + 1] = HOST
+    cmd[cmd.index("--port") + 1] = str(port)
+    return cmd + (["--loop", stack.loop] if stack.loop else [])
+
+
 @dataclass
 class Server:
     name: str
@@ -371,76 +484,46 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
 
+def dotenv(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
 def base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER")
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
 @contextlib.contextmanager
-def serve(
-    name: str, app: str, cwd: Path, env: dict[str, str], workers: int = 1
+def serving(
+    name: str,
+    app: str,
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    on: Stack = DEFAULT_STACK,
 ) -> Iterator[Server]:
-    """uvicorn with `workers` processes (WEB_CONCURRENCY says the same to the app). With more
-    than one, `pid` is uvicorn's supervisor, which hands the listening socket to the workers.
+    """`app` served as the Dockerfile serves the service, on the stack `on`, with `workers`
+    processes (WEB_CONCURRENCY, which uvicorn and the app both read). With more than one,
+    `pid` is the supervisor, which hands the listening socket to the workers.
     """
     port = free_port()
-    cmd = [str(PYTHON), "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
-    cmd += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    log_path = BUILD / f"{name}.server.log"
-    env = env | {"WEB_CONCURRENCY": str(workers)}
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        proc = subprocess.Popen(  # noqa: S603
-            cmd, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + SERVER_START_TIMEOUT
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited at start:\n{log_path.read_text()[-3000:]}")
-                with contextlib.suppress(OSError):
-                    if http(f"http://{HOST}:{port}/health", timeout=1)[0] == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not answer /health in {SERVER_START_TIMEOUT}s")
-                time.sleep(0.2)
-            log(f"{name} serving on {HOST}:{port} (pid {proc.pid}, {workers} worker(s))")
-            yield Server(name, port, proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    env = DOCKER_ENV | env | {"WEB_CONCURRENCY": str(workers)}
+    if on.requirement:
+        env["PYTHONPATH"] = str(overlay(on.requirement))
+    cmd = server_command(on, app, port, workers)
+    with serve(cmd, cwd, env, BUILD / f"{name}.server.log", f"http://{HOST}:{port}") as proc:
+        log(f"{name} serving on {HOST}:{port} (pid {proc.pid}, {workers} worker(s), {on.name})")
+        yield Server(name, port, proc.pid)
 
 
-# --- PostgreSQL -------------------------------------------------------------------------------
-
-
-def pg_admin(*statements: str, fetch: tuple[str, tuple] | None = None):
-    import asyncio
-
-    import asyncpg
-
-    async def go():
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-            if fetch:
-                return await conn.fetchval(fetch[0], *fetch[1])
-            return None
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-def service_url(database: str) -> str:
-    from sqlalchemy import make_url
-
-    url = make_url(PG_ADMIN_DSN).set(drivername="postgresql+asyncpg", database=database)
-    return url.render_as_string(hide_password=False)
+def pg_connections(database: str) -> int:
+    return int(pg_admin("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database))
 
 
 # --- measurements -----------------------------------------------------------------------------
@@ -471,22 +554,14 @@ def bcrypt_rate(trials: int = 3, seconds: float = 1.5) -> dict[str, float]:
     }
 
 
-def login(server: Server, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> dict:
-    body = urllib.parse.urlencode({"username": username, "password": password}).encode()
-    status, payload = http(
-        f"{server.base}/api/v1/auth/login",
-        data=body,
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    if status != 200:
-        raise RuntimeError(f"login on {server.name} answered {status}: {payload[:300]!r}")
-    return json.loads(payload)
+def login(server: Server, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> str:
+    """An access token; returns once the server has hashed every password queued before it."""
+    return access_token(server.base, username, password)
 
 
 def bench_ceiling() -> dict:
-    env = base_env() | {"LOG_LEVEL": "WARNING"}
     health = lua_script("get")
-    with serve("ceiling", "ceiling_app:app", BENCH_DIR, env) as server:
+    with serving("ceiling", "ceiling_app:app", BENCH_DIR, base_env()) as server:
         url = f"{server.base}/health"
         return {
             "health_64": Load(url, 64, health).measure("ceiling.health_64"),
@@ -496,78 +571,80 @@ def bench_ceiling() -> dict:
 
 
 def render(variant: str, *, redis: bool = False) -> Path:
+    """The variant rendered into build/bench/, without the .env a render writes: the image has
+    none (.dockerignore), so the services see only the Dockerfile's and the bench's variables.
+    """
     slug = f"bench-{variant}" + ("-redis" if redis else "")
     project = BUILD / slug
     shutil.rmtree(project, ignore_errors=True)
-    cookiecutter = PYTHON.parent / "cookiecutter"
-    cmd = [cookiecutter, "--no-input", "--output-dir", BUILD, ROOT]
+    cmd = [str(PYTHON.parent / "cookiecutter"), "--no-input", "--output-dir", str(BUILD), str(ROOT)]
     cmd += [f"project_slug={slug}", f"database={variant}", f"use_redis={'yes' if redis else 'no'}"]
-    run(cmd, cwd=ROOT, env=base_env(), timeout=120)
+    check(cmd, ROOT, base_env(), timeout=120)
+    (project / ".env").unlink()
+    log(f"rendered {variant}{' + redis' if redis else ''} into {project.relative_to(ROOT)}")
     return project
 
 
-def dotenv(project: Path) -> dict[str, str]:
-    values = {}
-    for line in (project / ".env").read_text(encoding="utf-8").splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
+def env_example(project: Path) -> dict[str, str]:
+    return dotenv((project / ".env.example").read_text(encoding="utf-8"))
 
 
-def service_env() -> dict[str, str]:
-    """The rendered services' environment (it wins over their .env)."""
-    return base_env() | {
-        "CURRENT_ENVIRONMENT": "prod",
-        "SECRET_KEY": secrets.token_urlsafe(64),
-        "LOG_LEVEL": "WARNING",
-        "BCRYPT_ROUNDS": str(BCRYPT_COST),
-        # uvicorn's default, spelled out: X-Forwarded-For is believed from loopback only.
-        "FORWARDED_ALLOW_IPS": HOST,
-    }
+# Set on every service, on top of the Dockerfile's ENV: a fresh secret, and the log level of
+# .env.example. Everything else is at the settings' defaults (the image reads no .env, and
+# CURRENT_ENVIRONMENT unset is prod, which logs JSON lines).
+SECRET_KEY = secrets.token_urlsafe(64)
+LOG_LEVEL = dotenv(
+    render_string((PROJECT_TEMPLATE / ".env.example").read_text(encoding="utf-8"), full_answers())
+)["LOG_LEVEL"]
+
+
+def service_env(project: Path) -> dict[str, str]:
+    return base_env() | {"SECRET_KEY": SECRET_KEY, "LOG_LEVEL": LOG_LEVEL}
 
 
 @contextlib.contextmanager
-def prepared(project: Path, variant: str, env: dict[str, str]) -> Iterator[str | None]:
-    """Migrate the project (on PostgreSQL a throwaway database, dropped afterwards; its name is
-    yielded and set in `env`) and create the bench's superuser.
+def prepared(project: Path, variant: str, env: dict[str, str]) -> Iterator[str]:
+    """A fresh database for the project (on PostgreSQL a throwaway one, dropped afterwards),
+    migrated, with the bench's superuser; its URL is set in `env`, its name yielded.
     """
-    database = None
-    try:
-        if variant == "postgresql":
-            database = f"bench_{os.getpid()}_{secrets.token_hex(3)}"
-            pg_admin(f'CREATE DATABASE "{database}"')
-            env["DATABASE_URL"] = service_url(database)
-            log(f"created database {database}")
-        run([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=project, env=env, timeout=120)
-        cli = [PYTHON, "-m", "app.cli", "create-superuser", "--email", "bench@example.com"]
-        cli += ["--username", ADMIN_USER, "--password", ADMIN_PASSWORD]
-        run(cli, cwd=project, env=env, timeout=120)
-        yield database
-    finally:
-        if database:
-            with contextlib.suppress(Exception):
-                pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-                log(f"dropped database {database}")
+    with throwaway_database(variant, project, "bench") as url:
+        env["DATABASE_URL"] = url
+        migrate_with_superuser(
+            project, env, username=ADMIN_USER, email="bench@example.com", password=ADMIN_PASSWORD
+        )
+        yield url.rpartition("/")[2]
 
 
-def pg_connections(database: str) -> int:
-    return pg_admin(fetch=("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", (database,)))
+def limit_env(env: dict[str, str]) -> dict[str, str]:
+    return base_env() | {k: env[k] for k in ("DATABASE_URL", "SECRET_KEY")}
 
 
 def bench_variant(variant: str) -> dict:
+    """The variant at its defaults, next to the same at LOG_LEVEL=WARNING and to the limit app,
+    all three on its database; the storm and the soak on the first alone.
+    """
     project = render(variant)
-    log(f"rendered {variant} into {project.relative_to(ROOT)}")
-    env = service_env() | SOAK_RATE_LIMITS
+    env = service_env(project) | SOAK_RATE_LIMITS
     result: dict = {}
     with (
         prepared(project, variant, env) as database,
-        serve(variant, "app.main:app", project, env) as server,
+        serving(variant, "app.main:app", project, env) as server,
     ):
-        result = load_service(server, variant)
-        if database:
+        result = {"rss_idle_mb": proc_status(server.pid)}
+        log(f"{variant}: idle RSS {result['rss_idle_mb']}")
+        quiet_env = env | {"LOG_LEVEL": "WARNING"}
+        with (
+            serving(f"{variant}.warning", "app.main:app", project, quiet_env) as quiet,
+            serving(f"{variant}.limit", "limit_app:app", BENCH_DIR, limit_env(env)) as limit,
+        ):
+            result.update(compare(server, quiet, limit, variant))
+        result.update(load_service(server, variant))
+        result["health_64_during_storm"]["p99_vs_alone"] = ratio(
+            result["health_64_during_storm"]["p99_ms"], result["health_64"]["p99_ms"]
+        )
+        if variant == "postgresql":
             time.sleep(2)
-            config = dotenv(project)
+            config = env_example(project)
             result["pg_connections_after_soak"] = {
                 "count": pg_connections(database),
                 "pool_size": int(config.get("DB_POOL_SIZE", "10")),
@@ -579,20 +656,74 @@ def bench_variant(variant: str) -> dict:
     return result
 
 
+def interleaved(loads: dict[str, tuple[Load, str]], rounds: int = ROUNDS) -> dict[str, dict]:
+    """Each load measured in turn, `rounds` times (a warm-up before each one's first round), so
+    that a change in the machine's other load weighs on all alike; the rounds combined.
+    """
+    runs: dict[str, list[dict]] = {key: [] for key in loads}
+    for i in range(rounds):
+        for key, (load, label) in loads.items():
+            run_label = f"{label}.round{i + 1}"
+            runs[key].append(load.measure(run_label) if i == 0 else load.run(SECONDS, run_label))
+    return {key: combine(found) for key, found in runs.items()}
+
+
+def compare(server: Server, quiet: Server, limit: Server, variant: str) -> dict:
+    """The request log's cost (/health and /users/me at the defaults and at WARNING) and
+    /users/me against the limit app, in alternating rounds.
+    """
+    get = lua_script("get")
+    health = Load(f"{server.base}/health", 64, get)
+    bearer = (f"Authorization: Bearer {login(server)}",)
+    me = "/api/v1/users/me"
+    out: dict = {}
+    out.update(
+        interleaved(
+            {
+                "health_64": (health, f"{variant}.health_64"),
+                "health_64_warning": (
+                    Load(f"{quiet.base}/health", 64, get),
+                    f"{variant}.warning.health_64",
+                ),
+            }
+        )
+    )
+    out.update(
+        interleaved(
+            {
+                "me_64": (Load(f"{server.base}{me}", 64, get, bearer), f"{variant}.me_64"),
+                "me_64_limit": (
+                    Load(f"{limit.base}{me}", 64, get, bearer),
+                    f"{variant}.limit.me_64",
+                ),
+                "me_64_warning": (
+                    Load(f"{quiet.base}{me}", 64, get, bearer),
+                    f"{variant}.warning.me_64",
+                ),
+            }
+        )
+    )
+    out.update(
+        interleaved(
+            {
+                "me_256": (Load(f"{server.base}{me}", 256, get, bearer), f"{variant}.me_256"),
+                "me_256_limit": (
+                    Load(f"{limit.base}{me}", 256, get, bearer),
+                    f"{variant}.limit.me_256",
+                ),
+            },
+            rounds=1,
+        )
+    )
+    return out
+
+
 def load_service(server: Server, variant: str) -> dict:
+    """The login storm, /health during it, RSS, and the soak, on the service alone."""
     get, login_script = lua_script("get"), storm_script()
     health = Load(f"{server.base}/health", 64, get)
     storm = Load(f"{server.base}/api/v1/auth/login", STORM_CONNECTIONS, login_script, (), "60s")
-    token = login(server)["access_token"]
-    rss_idle = proc_status(server.pid)
-    log(f"{variant}: idle RSS {rss_idle}")
-    out: dict = {"rss_idle_mb": rss_idle}
-    out["health_64"] = health.measure(f"{variant}.health_64")
-    bearer = (f"Authorization: Bearer {token}",)
-    me_url = f"{server.base}/api/v1/users/me"
-    out["me_64"] = Load(me_url, 64, get, bearer).measure(f"{variant}.me_64")
-    out["me_256"] = Load(me_url, 256, get, bearer).measure(f"{variant}.me_256")
-
+    out: dict = {}
     # (3) the login storm alone; the warm-up uses 2 connections, then the queue is drained.
     Load(storm.url, 2, login_script, (), "60s").run(max(WARMUP, 2), f"{variant}.login.warmup")
     login(server)
@@ -615,9 +746,6 @@ def load_service(server: Server, variant: str) -> dict:
         finally:
             out["login_16_with_health"] = finish(storm_proc, storm_seconds, f"{variant}.storm2")
         login(server)
-    out["health_64_during_storm"]["p99_vs_alone"] = ratio(
-        out["health_64_during_storm"]["p99_ms"], out["health_64"]["p99_ms"]
-    )
     log(f"{variant}.health_during_storm: {out['health_64_during_storm']}")
     out["rss_storm"] = {
         "peak_sampled_mb": max(filter(None, [sampler.peak, sampler2.peak]), default=None),
@@ -670,6 +798,48 @@ def rss_trend(samples: list[tuple[float, float]]) -> dict:
         "second_half_growth_mb": round(max(values[half:]) - max(values[:half]), 1),
         "series_mb": values,
     }
+
+
+# --- server stacks ----------------------------------------------------------------------------
+
+
+def bench_stacks() -> dict:
+    """The PostgreSQL variant and the ceiling on each stack of BENCH_STACKS (the services' own
+    stack first), all served side by side (idle ones cost nothing) and measured in alternating
+    rounds: the ceiling's /health, the service's /health and /users/me at 64 connections.
+    """
+    stacks = [DEFAULT_STACK]
+    stacks += [found for found in map(stack, STACKS) if found not in stacks]
+    project = render("postgresql")
+    env = service_env(project)
+    get = lua_script("get")
+    loads: dict[str, tuple[Load, str]] = {}
+    with prepared(project, "postgresql", env), contextlib.ExitStack() as servers:
+        for on in stacks:
+            tag = "stacks." + re.sub(r"[^a-z0-9.]+", "-", on.name)
+            app = servers.enter_context(serving(tag, "app.main:app", project, env, on=on))
+            ceiling = servers.enter_context(
+                serving(f"{tag}.ceiling", "ceiling_app:app", BENCH_DIR, base_env(), on=on)
+            )
+            bearer = (f"Authorization: Bearer {login(app)}",)
+            loads[f"{on.name}|ceiling_health_64"] = (
+                Load(f"{ceiling.base}/health", 64, get),
+                f"{tag}.ceiling.health_64",
+            )
+            loads[f"{on.name}|health_64"] = (
+                Load(f"{app.base}/health", 64, get),
+                f"{tag}.health_64",
+            )
+            loads[f"{on.name}|me_64"] = (
+                Load(f"{app.base}/api/v1/users/me", 64, get, bearer),
+                f"{tag}.me_64",
+            )
+        measured = interleaved(loads)
+    out: dict = {"default": DEFAULT_STACK.name, "stacks": {}}
+    for key, figures in measured.items():
+        name, _, what = key.partition("|")
+        out["stacks"].setdefault(name, {})[what] = figures
+    return out
 
 
 # --- scale-out: workers, shared rate limits ------------------------------------------------
@@ -754,10 +924,9 @@ def bench_scale() -> dict:
     finally:
         client.close()
     project = render("postgresql", redis=True)
-    log(f"rendered {label} into {project.relative_to(ROOT)}")
     prefix = f"bench-{secrets.token_hex(6)}"
-    env = service_env() | {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
-    config = dotenv(project)
+    env = service_env(project) | {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix}
+    config = env_example(project)
     out: dict = {
         "variant": label,
         "workers": SCALE_WORKERS,
@@ -771,26 +940,20 @@ def bench_scale() -> dict:
     get = lua_script("get")
     me_path = "/api/v1/users/me"
     try:
-        with prepared(project, "postgresql", env) as created:
-            database = str(created)
+        with prepared(project, "postgresql", env) as database:
             # (1) /users/me at 64 connections, one worker and SCALE_WORKERS workers served side
             # by side (the idle one costs nothing) and measured in turn, SCALE_ROUNDS times.
             name = f"{label}.w{SCALE_WORKERS}"
-            with serve(name, "app.main:app", project, env, workers=SCALE_WORKERS) as server:
-                with serve(f"{label}.w1", "app.main:app", project, env, workers=1) as single:
-                    rounds: dict[str, list[dict]] = {"w1": [], "wn": []}
+            with serving(name, "app.main:app", project, env, workers=SCALE_WORKERS) as server:
+                with serving(f"{label}.w1", "app.main:app", project, env) as single:
                     loads = {}
                     for key, target, tag in (("w1", single, f"{label}.w1"), ("wn", server, name)):
-                        bearer = (f"Authorization: Bearer {login(target)['access_token']}",)
-                        loads[key] = (Load(f"{target.base}{me_path}", 64, get, bearer), tag)
-                    for i in range(SCALE_ROUNDS):
-                        for key, (load, tag) in loads.items():
-                            run_label = f"{tag}.me_64.round{i + 1}"
-                            rounds[key].append(
-                                load.measure(run_label) if i == 0 else load.run(SECONDS, run_label)
-                            )
-                out["me_64_w1"] = combine(rounds["w1"])
-                out["me_64_wn"] = combine(rounds["wn"])
+                        bearer = (f"Authorization: Bearer {login(target)}",)
+                        loads[f"me_64_{key}"] = (
+                            Load(f"{target.base}{me_path}", 64, get, bearer),
+                            f"{tag}.me_64",
+                        )
+                    out.update(interleaved(loads, SCALE_ROUNDS))
                 out["pg_connections_after_me"] = pg_connections(database)
                 log(f"{name}: server connections after /users/me {out['pg_connections_after_me']}")
                 out.update(attack(server, name))
@@ -934,7 +1097,7 @@ def profile_me(server: Server, variant: str) -> dict:
     if not py_spy:
         log("py-spy not found (pip install py-spy into .venv); no profile")
         return {"error": "py-spy not installed"}
-    token = login(server)["access_token"]
+    token = login(server)
     raw = BUILD / f"profile-{variant}-me.txt"
     bearer = (f"Authorization: Bearer {token}",)
     load = Load(f"{server.base}/api/v1/users/me", 64, lua_script("get"), bearer)
@@ -975,9 +1138,16 @@ def summarise_profile(raw: Path, top: int = 25) -> dict:
         if not frames:
             continue
         if frames[0].startswith("Thread._bootstrap") and frames[-1].startswith(
-            ("Condition.wait", "Queue.get")
+            (
+                "Condition.wait",
+                "Queue.get",
+                "_worker (concurrent",
+                "_connection_worker_thread (aiosqlite",
+            )
         ):
-            idle_threads += count  # idle thread-pool workers that py-spy reports as active
+            # Idle workers (thread pools, aiosqlite's connection threads) waiting on a queue,
+            # which py-spy reports as active.
+            idle_threads += count
             continue
         total += count
         root = frames[0]
@@ -1084,6 +1254,8 @@ def scenario_rows(results: dict) -> list[list[str]]:
     rows = []
     if "ceiling" in results:
         rows += base_rows(results)
+    if "stacks" in results:
+        rows += stack_rows(results["stacks"])
     if "scale" in results:
         rows += scale_rows(results["scale"])
     return rows
@@ -1092,33 +1264,85 @@ def scenario_rows(results: dict) -> list[list[str]]:
 def base_rows(results: dict) -> list[list[str]]:
     ceiling = results["ceiling"]
     bcrypt_ps = results["bcrypt"]["per_second"]
-
-    def vs(reference: float, name: str):
-        return lambda r, _own: f"{ratio(r['rps'], reference):.2f} x {name} req/s"
-
-    def p99_vs_alone(r: dict, own: dict) -> str:
-        return f"p99 {ratio(r['p99_ms'], own['health_64']['p99_ms']):.2f} x alone"
-
-    specs = [
-        ("GET /health c64", "health_64", vs(ceiling["health_64"]["rps"], "ceiling")),
-        ("GET /health c256", "health_256", vs(ceiling["health_256"]["rps"], "ceiling")),
-        ("GET /users/me c64", "me_64", vs(ceiling["health_64"]["rps"], "ceiling")),
-        ("GET /users/me c256", "me_256", vs(ceiling["health_256"]["rps"], "ceiling c256")),
-        ("POST /auth/login c16", "login_16", vs(bcrypt_ps, "1-core bcrypt")),
-        ("GET /health c64 during storm", "health_64_during_storm", p99_vs_alone),
+    rows = [
+        row("GET /health c64", "ceiling", 1, "-", ceiling["health_64"], ""),
+        row("GET /health c256", "ceiling", 1, "-", ceiling["health_256"], ""),
     ]
+
+    def x(value, reference) -> str:
+        found = ratio(value, reference)
+        return "-" if found is None else f"{found:.2f} x"
+
+    for variant in base_variants(results):
+        r = results[variant]
+        limit, quiet = f"{variant} limit app", f"{variant} LOG_LEVEL=WARNING"
+        h64, hq = r["health_64"], r["health_64_warning"]
+        me, me_limit, me_quiet = r["me_64"], r["me_64_limit"], r["me_64_warning"]
+        specs = [
+            (
+                "GET /health c64",
+                variant,
+                h64,
+                f"{x(h64['rps'], hq['rps'])} WARNING; {x(h64['rps'], ceiling['health_64']['rps'])}"
+                " ceiling",
+            ),
+            ("GET /health c64", quiet, hq, f"{x(hq['rps'], ceiling['health_64']['rps'])} ceiling"),
+            (
+                "GET /users/me c64",
+                variant,
+                me,
+                f"{x(me['rps'], me_limit['rps'])} limit app, "
+                f"p99 {x(me['p99_ms'], me_limit['p99_ms'])}"
+                f"; {x(me['rps'], ceiling['health_64']['rps'])} ceiling",
+            ),
+            ("GET /users/me c64", limit, me_limit, ""),
+            (
+                "GET /users/me c64",
+                quiet,
+                me_quiet,
+                f"{x(me_quiet['rps'], me_limit['rps'])} limit app",
+            ),
+            (
+                "GET /users/me c256",
+                variant,
+                r["me_256"],
+                f"{x(r['me_256']['rps'], me['rps'])} its c64; "
+                f"{x(r['me_256']['rps'], r['me_256_limit']['rps'])} limit app",
+            ),
+            ("GET /users/me c256", limit, r["me_256_limit"], ""),
+            (
+                "POST /auth/login c16",
+                variant,
+                r["login_16"],
+                f"{x(r['login_16']['rps'], bcrypt_ps)} 1-core bcrypt; "
+                + statuses_text(r["login_16"]),
+            ),
+            (
+                "GET /health c64 during storm",
+                variant,
+                r["health_64_during_storm"],
+                f"p99 {x(r['health_64_during_storm']['p99_ms'], h64['p99_ms'])} alone",
+            ),
+        ]
+        rows += [row(label, who, 1, "no", figures, note) for label, who, figures, note in specs]
+    return rows
+
+
+def stack_rows(stacks: dict) -> list[list[str]]:
+    default = stacks["stacks"][stacks["default"]]
     rows = []
-    for label, key, relation in specs:
-        for variant in ["ceiling", *base_variants(results)]:
-            own = results.get(variant, {})
-            figures = own.get(key)
-            if not figures:
-                continue
-            note = "" if variant == "ceiling" else relation(figures, own)
-            if figures.get("statuses"):
-                note += "; " + statuses_text(figures)
-            redis = "-" if variant == "ceiling" else "no"
-            rows.append(row(label, variant, 1, redis, figures, note))
+    for name, figures in stacks["stacks"].items():
+        for label, key, who in (
+            ("GET /health c64", "ceiling_health_64", "ceiling"),
+            ("GET /health c64", "health_64", "postgresql"),
+            ("GET /users/me c64", "me_64", "postgresql"),
+        ):
+            note = "the services' stack"
+            if name != stacks["default"]:
+                note = (
+                    f"{ratio(figures[key]['rps'], default[key]['rps']):.2f} x the services' stack"
+                )
+            rows.append(row(f"{label} [{name}]", who, 1, "no", figures[key], note))
     return rows
 
 
@@ -1186,6 +1410,8 @@ def targets(results: dict) -> list[dict]:
 
     if "ceiling" in results:
         base_targets(results, add)
+    if "stacks" in results:
+        stack_targets(results["stacks"], add)
     if "scale" in results:
         scale_targets(results["scale"], add)
     return found
@@ -1198,7 +1424,40 @@ def base_targets(results: dict, add) -> None:
         r = results.get(variant)
         if not r:
             continue
-        me64, me256 = r["me_64"], r["me_256"]
+        me64, me256, limit = r["me_64"], r["me_256"], r["me_64_limit"]
+        logged = ratio(r["health_64"]["rps"], r["health_64_warning"]["rps"])
+        add(
+            variant,
+            "/health c64 req/s, request log on (INFO) vs off (WARNING)",
+            logged,
+            ">= 0.85",
+            logged is not None and logged >= 0.85,
+        )
+        share = ratio(me64["rps"], limit["rps"])
+        add(
+            variant,
+            "/users/me c64 req/s vs limit app",
+            share,
+            ">= 0.70",
+            share is not None and share >= 0.7,
+        )
+        tail = ratio(me64["p99_ms"], limit["p99_ms"])
+        add(
+            variant,
+            "/users/me c64 p99 vs limit app",
+            tail,
+            "<= 1.50",
+            tail is not None and tail <= 1.5,
+        )
+        if variant == "sqlite" and "postgresql" in results:
+            versus = ratio(me64["rps"], results["postgresql"]["me_64"]["rps"])
+            add(
+                variant,
+                "/users/me c64 req/s vs postgresql's",
+                versus,
+                ">= 1.00",
+                versus is not None and versus >= 1.0,
+            )
         add(
             variant,
             "/users/me c64 req/s vs ceiling",
@@ -1278,6 +1537,24 @@ def base_targets(results: dict, add) -> None:
                 f"<= pool {conns['pool_size']}",
                 conns["count"] <= conns["pool_size"],
             )
+
+
+def stack_targets(stacks: dict, add) -> None:
+    """The services' stack (the rendered pins) is the fastest at /health, give or take 5%."""
+    found = stacks["stacks"]
+    own = found[stacks["default"]]["health_64"]["rps"]
+    best_name, best = max(
+        ((name, figures["health_64"]["rps"]) for name, figures in found.items()),
+        key=lambda item: item[1],
+    )
+    share = ratio(own, best)
+    add(
+        stacks["default"],
+        f"/health c64 req/s vs the fastest stack ({best_name})",
+        share,
+        ">= 0.95",
+        share is not None and share >= 0.95,
+    )
 
 
 def scale_targets(scale: dict, add) -> None:
@@ -1364,11 +1641,30 @@ def configuration(results: dict) -> list[str]:
         + f"; bcrypt cost {BCRYPT_COST}, one thread: {results['bcrypt']['per_second']} checks/s "
         f"({results['bcrypt']['ms_each']} ms each)",
     ]
+    served = results["config"]["served_as"]
+    packages = results["machine"]["packages"]
+    lines += [
+        f"every server: {' '.join(served['command'])} (the Dockerfile's CMD; host and port "
+        f"here 127.0.0.1 and a free port), on {DEFAULT_STACK.name} unless a row names its stack; "
+        "its ENV: " + " ".join(f"{k}={v}" for k, v in served["dockerfile_env"].items()),
+        "services: no .env (as in the image), settings at their defaults except "
+        + " ".join(f"{k}={v}" for k, v in served["set"].items())
+        + "; so CURRENT_ENVIRONMENT=prod, one JSON log line per request; ceiling: "
+        "bench/ceiling_app.py, limit app: bench/limit_app.py, same command and stack",
+        "packages: " + ", ".join(f"{name} {v}" for name, v in packages.items()),
+    ]
     if "base" in SCENARIOS:
         raised = ", ".join(f"{k}={v}" for k, v in SOAK_RATE_LIMITS.items())
         lines.append(
-            f"base: uvicorn --workers 1, redis no; for the soak (sign-ups and refreshes from "
+            f"base: 1 worker, redis no; {ROUNDS} alternating rounds of the service, the same at "
+            f"LOG_LEVEL=WARNING and the limit app; for the soak (sign-ups and refreshes from "
             f"127.0.0.1) {raised}; login limits at their defaults"
+        )
+    if "stacks" in SCENARIOS:
+        lines.append(
+            f"stacks: postgresql, 1 worker, {ROUNDS} alternating rounds over every stack "
+            "(other uvloop versions and granian installed into build/bench/stacks/, first on "
+            "PYTHONPATH; asyncio: uvicorn --loop asyncio)"
         )
     scale = results.get("scale")
     if scale:
@@ -1518,6 +1814,17 @@ def main() -> int:
             "wrk_threads": WRK_THREADS,
             "storm_connections": STORM_CONNECTIONS,
             "variants": VARIANTS,
+            "rounds": ROUNDS,
+            "stacks": STACKS,
+            "served_as": {
+                "command": DOCKER_CMD,
+                "dockerfile_env": DOCKER_ENV,
+                "set": {
+                    "SECRET_KEY": f"<random, {len(SECRET_KEY)} characters>",
+                    "DATABASE_URL": "<a fresh database>",
+                    "LOG_LEVEL": f"{LOG_LEVEL} (.env.example's)",
+                },
+            },
             "base_rate_limits_for_the_soak": SOAK_RATE_LIMITS,
             "scale_workers": SCALE_WORKERS,
             "scale_rounds": SCALE_ROUNDS,
@@ -1538,6 +1845,8 @@ def main() -> int:
         results["ceiling"] = bench_ceiling()
         for variant in VARIANTS:
             results[variant] = bench_variant(variant)
+    if "stacks" in SCENARIOS:
+        results["stacks"] = bench_stacks()
     if "scale" in SCENARIOS:
         results["scale"] = bench_scale()
     results["machine"]["load_average_at_end"] = os.getloadavg()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -300,12 +301,23 @@ def run_hook(
     )
 
 
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+def pg_admin(statement: str, *args: object) -> object:
+    """Run one statement on the admin connection of the local server; its first value."""
+
+    async def go() -> object:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+        try:
+            return await conn.fetchval(statement, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def pg_database_url(name: str) -> str:
+    """The service's DATABASE_URL for database `name` on the admin connection's server."""
+    parts = urllib.parse.urlsplit(PG_ADMIN_DSN)
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql+asyncpg", path=f"/{name}"))
 
 
 @contextmanager
@@ -319,11 +331,28 @@ def throwaway_database(database: str, directory: Path, prefix: str) -> Iterator[
         yield f"sqlite+aiosqlite:///{directory / f'{prefix}.db'}"
         return
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    pg_admin(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        yield pg_database_url(name)
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate_with_superuser(
+    root: Path, env: Mapping[str, str], *, username: str, email: str, password: str
+) -> None:
+    """Migrate a rendered project's database to head and create its superuser."""
+    check([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, timeout=120)
+    superuser = ["create-superuser", "--email", email, "--username", username]
+    check([PYTHON, "-m", "app.cli", *superuser, "--password", password], root, env, timeout=120)
+
+
+def access_token(base_url: str, username: str, password: str) -> str:
+    """Log in to a served project; its access token."""
+    form = {"username": username, "password": password}
+    response = httpx.post(f"{base_url}/api/v1/auth/login", data=form, timeout=60)
+    assert response.status_code == 200, f"login answered {response.status_code}: {response.text}"
+    return str(response.json()["access_token"])
 
 
 def free_port() -> int:

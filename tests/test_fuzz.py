@@ -39,8 +39,9 @@ from helpers import (
     FUNCTIONAL_VARIANTS,
     OUTPUT_TAIL,
     PYTHON,
-    check,
+    access_token,
     free_port,
+    migrate_with_superuser,
     run,
     serve,
     throwaway_database,
@@ -100,10 +101,7 @@ def _serve(root: Path, env: dict[str, str], b2: bool, log: Path) -> Iterator[str
 
 def _login(base_url: str) -> tuple[str, str]:
     """The superuser's access token and id."""
-    form = {"username": ADMIN["username"], "password": ADMIN_PASSWORD}
-    response = httpx.post(f"{base_url}/api/v1/auth/login", data=form, timeout=10)
-    assert response.status_code == 200, response.text
-    token = response.json()["access_token"]
+    token = access_token(base_url, ADMIN["username"], ADMIN_PASSWORD)
     me = httpx.get(
         f"{base_url}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
@@ -262,10 +260,7 @@ def _run_variant(render_once, variant: dict[str, object], work: Path) -> dict[st
             B2_BUCKET_NAME="fuzz-bucket",
             REDIS_KEY_PREFIX=f"fuzz-{secrets.token_hex(6)}",
         )
-        check([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, timeout=120)
-        superuser = ["create-superuser", "--email", ADMIN["email"], "--username"]
-        superuser += [ADMIN["username"], "--password", ADMIN_PASSWORD]
-        check([PYTHON, "-m", "app.cli", *superuser], cwd=root, env=env, timeout=120)
+        migrate_with_superuser(root, env, **ADMIN, password=ADMIN_PASSWORD)
         log = work / "service.log"
         started = time.monotonic()
         with _serve(root, env, b2, log) as base_url:

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from helpers import (
     PYTHON,
-    check,
     free_port,
+    migrate_with_superuser,
     serve,
     tail,
     throwaway_database,
@@ -123,10 +123,7 @@ def project(render_once, tmp_path_factory) -> Iterator[tuple[Path, dict[str, str
                 RATE_LIMIT_LOGIN_ADDRESS="1000/minute",
                 RATE_LIMIT_SIGNUP="1000/minute",
             )
-            check([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, timeout=120)
-            admin = ["create-superuser", "--email", ADMIN["email"], "--username"]
-            admin += [ADMIN["username"], "--password", PASSWORD]
-            check([PYTHON, "-m", "app.cli", *admin], cwd=root, env=env, timeout=120)
+            migrate_with_superuser(root, env, **ADMIN, password=PASSWORD)
             yield root, env, redis
     finally:
         redis.stop()

@@ -83,7 +83,7 @@ def operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for these settings (default: the environment and `.env`)."""
     settings = settings or load_settings()
-    setup_logging(settings)
+    log_request = setup_logging(settings)
     options: dict[str, Any] = {
         "title": settings.project_name,
         "version": "{{ cookiecutter.version }}",
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         hsts=not settings.is_local,
-        log_requests=logger.level(settings.log_level).no <= logger.level("INFO").no,
+        log_request=log_request,
     )
     include_routes(app)
     return app

@@ -18,6 +18,7 @@ from alembic.config import Config
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 {%- endif %}
+from sqlalchemy import Executable, RowMapping
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.engine import make_url
 {%- endif %}
@@ -166,6 +167,9 @@ class RollbackDatabase(Database):
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         yield self._connection
+
+    async def lookup(self, statement: Executable, parameters: dict[str, Any]) -> RowMapping | None:
+        return (await self._connection.execute(statement, parameters)).mappings().first()
 {%- if cookiecutter.use_b2_storage %}
 
 

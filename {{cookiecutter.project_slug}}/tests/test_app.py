@@ -1,5 +1,7 @@
 """The HTTP envelope: error bodies, request ids, headers, docs, CORS and settings."""
 
+import asyncio
+import io
 import json
 import re
 import secrets
@@ -10,6 +12,7 @@ from httpx import ASGITransport, AsyncClient
 from loguru import logger
 
 from app.core.config import Environment, Settings
+from app.core.logger import LogStream
 from app.main import create_app
 from tests.helpers import TEST_SETTINGS, make_settings
 
@@ -126,10 +129,82 @@ async def test_production_adds_hsts_hides_docs_and_logs_json(
     assert schema.status_code == 404
     records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     request_lines = [r for r in records if r.get("request_id") == "json-line"]
-    assert request_lines
-    assert request_lines[-1]["path"] == "/health"
-    assert request_lines[-1]["status"] == 200
-    assert "duration_ms" in request_lines[-1]
+    assert len(request_lines) == 1
+    line = request_lines[0]
+    assert list(line) == [
+        "time",
+        "level",
+        "logger",
+        "message",
+        "request_id",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+    ]
+    assert datetime.fromisoformat(line["time"]).utcoffset() is not None
+    assert (line["level"], line["method"], line["path"], line["status"]) == (
+        "INFO",
+        "GET",
+        "/health",
+        200,
+    )
+    assert isinstance(line["duration_ms"], float)
+    assert line["duration_ms"] >= 0
+    assert line["message"] == f"GET /health 200 {line['duration_ms']}ms"
+    # Each of the three requests has its own line and id.
+    ids = {r["request_id"] for r in records if r.get("logger") == line["logger"]}
+    assert len(ids) == 3
+
+
+async def test_json_request_line_holds_any_path(capsys: pytest.CaptureFixture[str]) -> None:
+    app = create_app(production_settings(log_level="INFO"))
+    try:
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+            await client.get('/a"b\\c%0a%e2%80%a8d', headers={"X-Request-ID": "odd-path"})
+    finally:
+        create_app(TEST_SETTINGS)
+    lines = capsys.readouterr().err.splitlines()
+    [line] = [json.loads(line) for line in lines if "odd-path" in line]
+    assert line["path"] == '/a"b\\c\\x0a\\u2028d'  # control characters escaped, then JSON
+    assert line["message"] == f"GET {line['path']} 404 {line['duration_ms']}ms"
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts its writes (each is a system call on a real pipe)."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_log_lines_of_one_event_loop_pass_go_out_in_one_write() -> None:
+    out = CountingStream()
+    stream = LogStream(out)
+    stream.write_line("one\n")
+    stream.write_line("two\n")
+    assert out.getvalue() == ""  # this pass of the loop is not over
+    await asyncio.sleep(0)
+    assert (out.getvalue(), out.writes) == ("one\ntwo\n", 1)
+    # An error goes out at once, after the lines logged before it.
+    stream.write_line("three\n")
+    stream.write_line("error\n", urgent=True)
+    assert out.getvalue() == "one\ntwo\nthree\nerror\n"
+    # Closing (loguru removing the sink at shutdown, or the interpreter's exit) loses nothing.
+    stream.write_line("last\n")
+    stream.close()
+    assert out.getvalue().endswith("error\nlast\n")
+
+
+def test_log_lines_outside_the_event_loop_go_out_at_once() -> None:
+    out = CountingStream()
+    stream = LogStream(out)
+    stream.write_line("starting\n")
+    stream.write_line("started\n")
+    assert (out.getvalue(), out.writes) == ("starting\nstarted\n", 2)
+    stream.close()
 
 
 def test_docs_switch_overrides_the_environment() -> None:

@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-{%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy import func, select, text
-{%- else %}
-from sqlalchemy import func, select
+{%- if cookiecutter.database == "sqlite" %}
+from sqlalchemy.exc import OperationalError
 {%- endif %}
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -289,4 +288,28 @@ async def test_a_long_read_does_not_block_a_write(
         reader.close()
         await database.dispose()
     assert response.status_code == 201, response.text
+
+
+async def test_lookups_read_a_snapshot_while_a_writer_holds_the_lock(
+    app: FastAPI, committed_client: AsyncClient
+) -> None:
+    """The current user is read on the lookup connections: they take no lock, so a request
+    does not queue behind a write transaction, and they see only what is committed.
+    """
+    headers = await signed_up(committed_client, "snapshot")
+    async with app.state.database.session_factory() as writer:
+        # BEGIN IMMEDIATE: the write lock is held until the end of this block.
+        await writer.execute(text("UPDATE users SET first_name = 'Uncommitted'"))
+        response = await committed_client.get("/api/v1/users/me", headers=headers)
+        await writer.rollback()
+    assert response.status_code == 200, response.text
+    assert response.json()["first_name"] == "Test"
+
+
+async def test_lookup_connections_cannot_write(app: FastAPI, committed_client: AsyncClient) -> None:
+    await signed_up(committed_client, "untouchable")
+    database: Database = app.state.database
+    with pytest.raises(OperationalError, match="readonly database"):
+        await database.lookup(text("DELETE FROM users RETURNING id"), {})
+    assert await database.lookup(text("SELECT count(*) AS users FROM users"), {}) == {"users": 1}
 {%- endif %}

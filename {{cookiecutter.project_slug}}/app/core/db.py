@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from sqlalchemy import make_url
+from sqlalchemy import Executable, RowMapping, make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -51,11 +51,13 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 {%- else -%}
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import Executable, RowMapping, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -100,8 +102,37 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:
-    """The engine for lone reads: a deferred transaction, which takes no write lock."""
+    """The engine for reads outside a session: a deferred transaction, which takes no write
+    lock.
+    """
     return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
+def lookup_engine(engine: AsyncEngine, connections: int) -> Engine:
+    """The engine for lookups: sqlite3 itself, called from the lookup threads.
+
+    aiosqlite hands every statement to its connection's thread and wakes the event loop for
+    the answer: a lookup in a transaction of its own takes four such hops (BEGIN, SELECT,
+    fetch, ROLLBACK). Through this engine a whole lookup is one hop. Its connections are
+    read-only (`query_only`) and in autocommit, so each SELECT reads one consistent snapshot
+    and takes no lock: in WAL mode readers neither wait for the writer nor hold it up, and the
+    writes keep their rules (BEGIN IMMEDIATE, busy timeout) on the main engine. Waits are
+    bounded by sqlite3's default busy timeout (5 s).
+    """
+    lookups = create_sync_engine(
+        engine.url.set(drivername="sqlite+pysqlite"),
+        echo=engine.echo,
+        pool_size=connections,
+        max_overflow=0,
+        isolation_level="AUTOCOMMIT",
+    )
+
+    @event.listens_for(lookups, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        # WAL is a property of the file, set by the main engine's first connection.
+        dbapi_connection.execute("PRAGMA query_only=ON")
+
+    return lookups
 {%- endif %}
 
 
@@ -116,6 +147,10 @@ class Database:
         self._read_engine = read_only(engine)
         self._read_slots = asyncio.Semaphore(read_slots)
         self._read_wait_seconds = read_wait_seconds
+        {%- if cookiecutter.database == "sqlite" %}
+        self._lookup_engine = lookup_engine(engine, read_slots)
+        self._lookup_threads = ThreadPoolExecutor(read_slots, thread_name_prefix="db-lookup")
+        {%- endif %}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -130,13 +165,10 @@ class Database:
         {%- endif %}
 
     @asynccontextmanager
-    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads that need no transaction of their own.
-
-        For the lookups every request makes (the current user): no session, no unit of work,
-        and the pooled connection is held for the query alone. Callers queue for it in arrival
-        order: the pool itself lets a newcomer take a freed connection ahead of requests that
-        were already waiting, and under a burst some of those would wait until they time out.
+    async def _read_slot(self) -> AsyncIterator[None]:
+        """A turn for a read outside a session, in arrival order: the pool itself lets a
+        newcomer take a freed connection ahead of requests that were already waiting, and under
+        a burst some of those would wait until they time out.
         """
         if self._read_slots.locked():
             try:
@@ -148,10 +180,45 @@ class Database:
         else:
             await self._read_slots.acquire()  # a free slot: returns at once, no timer needed
         try:
-            async with self._read_engine.connect() as connection:
-                yield connection
+            yield
         finally:
             self._read_slots.release()
 
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads that need no transaction of their own (readiness checks):
+        no session, no unit of work, and the pooled connection is held for the reads alone.
+        """
+        async with self._read_slot(), self._read_engine.connect() as connection:
+            yield connection
+
+    async def lookup(self, statement: Executable, parameters: dict[str, Any]) -> RowMapping | None:
+        """The first row of a lone read, such as the current user that every authenticated
+        request reads: no session, no transaction of its own, queued like `read_connection`.
+        """
+        {%- if cookiecutter.database == "postgresql" %}
+        async with self.read_connection() as connection:
+            result = await connection.execute(statement, parameters)
+            return result.mappings().first()
+        {%- else %}
+        async with self._read_slot():
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._lookup_threads, self._lookup_in_thread, statement, parameters
+            )
+        {%- endif %}
+    {%- if cookiecutter.database == "sqlite" %}
+
+    def _lookup_in_thread(
+        self, statement: Executable, parameters: dict[str, Any]
+    ) -> RowMapping | None:
+        with self._lookup_engine.connect() as connection:
+            return connection.execute(statement, parameters).mappings().first()
+    {%- endif %}
+
     async def dispose(self) -> None:
+        {%- if cookiecutter.database == "sqlite" %}
+        self._lookup_threads.shutdown(wait=False, cancel_futures=True)
+        self._lookup_engine.dispose()
+        {%- endif %}
         await self.engine.dispose()

@@ -2,8 +2,9 @@
 last-resort 500 (Starlette answers unhandled errors outside user middleware, which would lose
 the request id and headers).
 
-It wraps every request, so it stays cheap: raw header tuples, no Request objects, and no log
-record built when the request log is switched off.
+It wraps every request, so it stays cheap: raw header tuples, no Request objects, and the
+request line written by what `setup_logging` returned for it (nothing when the level leaves it
+out).
 """
 
 import random
@@ -14,6 +15,7 @@ from loguru import logger
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.logger import RequestLog
 from app.core.responses import error_content
 
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -47,10 +49,10 @@ def _request_id(scope: Scope) -> bytes:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool, log_requests: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool, log_request: RequestLog | None) -> None:
         self.app = app
         self.headers = [*_SECURITY_HEADERS, _HSTS] if hsts else list(_SECURITY_HEADERS)
-        self.log_requests = log_requests
+        self.log_request = log_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +72,8 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), *response_headers]
             await send(message)
 
-        with logger.contextualize(request_id=request_id.decode("ascii")):
+        request_id_text = request_id.decode("ascii")
+        with logger.contextualize(request_id=request_id_text):
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception:
@@ -84,11 +87,11 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_headers)
             finally:
-                if self.log_requests:
-                    fields = {
-                        "method": scope["method"],
-                        "path": printable(scope["path"]),
-                        "status": status_code,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    }
-                    logger.bind(**fields).info("{method} {path} {status} {duration_ms}ms", **fields)
+                if self.log_request is not None:
+                    self.log_request(
+                        request_id_text,
+                        scope["method"],
+                        printable(scope["path"]),
+                        status_code,
+                        round((time.perf_counter() - started) * 1000, 1),
+                    )

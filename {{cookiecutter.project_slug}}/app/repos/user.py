@@ -5,9 +5,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import make_transient_to_detached
 
+from app.core.db import Database
 from app.core.exceptions import ConflictError
 from app.models.user import User
 from app.repos.base import BaseRepository
@@ -77,12 +77,11 @@ class UserReader:
     `BaseRepository.update` attaches it to the session that writes it.
     """
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     async def get(self, user_id: uuid.UUID) -> User | None:
-        result = await self.connection.execute(_USER_BY_ID, {"user_id": user_id})
-        row = result.mappings().first()
+        row = await self.database.lookup(_USER_BY_ID, {"user_id": user_id})
         if row is None:
             return None
         user = User(**row)

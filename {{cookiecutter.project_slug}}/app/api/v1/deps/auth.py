@@ -38,8 +38,7 @@ async def get_current_user(
     if token is None:
         raise AuthenticationError("Not authenticated")
     claims = tokens.decode(token, TokenType.ACCESS)
-    async with database.read_connection() as connection:
-        user = await UserReader(connection).get(claims.subject)
+    user = await UserReader(database).get(claims.subject)
     if user is None:
         raise AuthenticationError("User no longer exists")
     if not user.is_active:
