@@ -524,6 +524,10 @@ def service_env() -> dict[str, str]:
         "BCRYPT_ROUNDS": str(BCRYPT_COST),
         # uvicorn's default, spelled out: X-Forwarded-For is believed from loopback only.
         "FORWARDED_ALLOW_IPS": HOST,
+        # Required outside local; the bench sends no mail.
+        "SMTP_HOST": HOST,
+        "EMAIL_FROM": "bench@example.com",
+        "FRONTEND_URL": f"http://{HOST}",
     }
 
 

@@ -41,6 +41,7 @@ from helpers import (
     PYTHON,
     check,
     free_port,
+    mail_env,
     run,
     serve,
     throwaway_database,
@@ -261,6 +262,7 @@ def _run_variant(render_once, variant: dict[str, object], work: Path) -> dict[st
             B2_APPLICATION_KEY="fuzz-key",
             B2_BUCKET_NAME="fuzz-bucket",
             REDIS_KEY_PREFIX=f"fuzz-{secrets.token_hex(6)}",
+            **mail_env(),
         )
         check([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, timeout=120)
         superuser = ["create-superuser", "--email", ADMIN["email"], "--username"]
