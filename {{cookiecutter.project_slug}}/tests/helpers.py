@@ -1,6 +1,9 @@
 """What the tests share: their settings, servers, and helpers to build users and tokens."""
 
 import asyncio
+{%- if cookiecutter.use_redis %}
+import contextlib
+{%- endif %}
 import email
 import email.policy
 import os
@@ -240,25 +243,32 @@ def mail_parts(message: EmailMessage) -> tuple[str, str]:
 async def running_jobs(settings: Settings) -> AsyncIterator[Jobs]:
     {%- if cookiecutter.use_redis %}
     """Jobs that run as in a worker process: a worker's broker consumes the queue in this event
-    loop. Yields the worker's jobs, to queue more on.
+    loop, each job going through taskiq's `Receiver.callback` as in `taskiq worker` (run,
+    retries, acknowledgement). Yields the worker's jobs, to queue more on.
+
+    One task reads the stream, so stopping is a plain cancellation of that read.
     """
-    {%- else %}
-    """Jobs that run as in the app: in this process, on the database of the settings. Yields
-    them, to queue more on.
-    """
-    {%- endif %}
-    {%- if cookiecutter.use_redis %}
     worker = Worker(settings)
     broker = worker.jobs.broker
-    # As `taskiq worker` runs it, and stops it: a finish event, not a cancellation.
     broker.is_worker_process = True
-    finish = asyncio.Event()
-    listening = asyncio.create_task(Receiver(broker, run_startup=True).listen(finish))
+    await broker.startup()
+    receiver = Receiver(broker, max_async_tasks=100, run_startup=False)
+    running: set[asyncio.Task[None]] = set()
+
+    async def consume() -> None:
+        async for message in broker.listen():
+            job = asyncio.create_task(receiver.callback(message))
+            running.add(job)
+            job.add_done_callback(running.discard)
+
+    consuming = asyncio.create_task(consume())
     try:
         yield worker.jobs
     finally:
-        finish.set()
-        await listening
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
+        await asyncio.gather(*running, return_exceptions=True)
         await broker.shutdown()
     {%- else %}
     jobs = create_jobs(settings)

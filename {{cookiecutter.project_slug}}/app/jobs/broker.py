@@ -51,8 +51,9 @@ SECRET_ARGUMENT = re.compile(r"(?i)password|secret|token|key|credential")
 # The longest wait before a retry, in seconds (the n-th retry waits n x JOB_RETRY_DELAY_SECONDS).
 MAX_RETRY_DELAY_SECONDS = 900.0
 {%- if cookiecutter.use_redis %}
-# How long a worker's read of an empty stream waits for a job, in milliseconds.
-STREAM_READ_BLOCK_MS = 2000
+# How long a worker waits before it looks again at an empty stream, in milliseconds: the most
+# a new job waits for an idle worker.
+STREAM_POLL_MS = 500
 # Jobs a worker takes from the stream at once (they are pending on that worker until done).
 JOBS_READ_AT_ONCE = 10
 {%- else %}
@@ -168,11 +169,10 @@ def create_jobs(settings: Settings) -> Jobs:
         # A consumer group created after jobs were queued still gets them.
         consumer_id="0",
         idle_timeout=settings.job_redeliver_after_seconds * 1000,
-        xread_block=STREAM_READ_BLOCK_MS,
+        xread_block=STREAM_POLL_MS,
         xread_count=JOBS_READ_AT_ONCE,
         socket_connect_timeout=settings.redis_connect_timeout,
-        # A read blocks for STREAM_READ_BLOCK_MS by design: only beyond that is Redis late.
-        socket_timeout=STREAM_READ_BLOCK_MS / 1000 + settings.redis_socket_timeout,
+        socket_timeout=settings.redis_socket_timeout,
         health_check_interval=30,
     )
     {%- else %}
