@@ -599,7 +599,14 @@ LOG_LEVEL = dotenv(
 
 
 def service_env(project: Path) -> dict[str, str]:
-    return base_env() | {"SECRET_KEY": SECRET_KEY, "LOG_LEVEL": LOG_LEVEL}
+    return base_env() | {
+        "SECRET_KEY": SECRET_KEY,
+        "LOG_LEVEL": LOG_LEVEL,
+        # Required outside local; the bench sends no mail.
+        "SMTP_HOST": HOST,
+        "EMAIL_FROM": "bench@example.com",
+        "FRONTEND_URL": f"http://{HOST}",
+    }
 
 
 @contextlib.contextmanager

@@ -27,7 +27,8 @@ from pathlib import Path
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # condition -> files that exist only when it holds. A condition is a yes/no answer
-# ("use_b2_storage": the answer is yes) or a choice ("database=postgresql").
+# ("use_b2_storage": the answer is yes), a choice ("database=postgresql"), or several of those
+# joined by " and ".
 OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     # Kubernetes manifests: replicas need a database they can share, which SQLite is not.
     "database=postgresql": (
@@ -39,6 +40,7 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
         "deploy/kubernetes/migration-job.yaml",
         "deploy/kubernetes/hpa.yaml",
         "deploy/kubernetes/pdb.yaml",
+        "deploy/kubernetes/purge-cronjob.yaml",
     ),
     "use_b2_storage": (
         "app/services/back_blaze_b2.py",
@@ -53,7 +55,14 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
         "tests/test_b2_service.py",
         "tests/test_files.py",
     ),
-    "use_redis": ("app/core/redis.py",),
+    "use_redis": (
+        "app/core/redis.py",
+        "app/jobs/stream_broker.py",
+        "app/worker.py",
+        "tests/test_worker.py",
+    ),
+    # The job workers' Deployment: durable jobs need Redis.
+    "database=postgresql and use_redis": ("deploy/kubernetes/worker-deployment.yaml",),
 }
 
 # tempfile.TemporaryDirectory()'s names: "tmp" and eight random characters.
@@ -66,6 +75,10 @@ class HookError(Exception):
 
 
 def holds(condition: str, answers: dict[str, object]) -> bool:
+    return all(_holds_one(part, answers) for part in condition.split(" and "))
+
+
+def _holds_one(condition: str, answers: dict[str, object]) -> bool:
     option, _, value = condition.partition("=")
     return answers[option] == value if value else bool(answers[option])
 

@@ -6,6 +6,7 @@ import functools
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,6 +49,25 @@ FUNCTIONAL_VARIANTS: list[dict[str, object]] = [
     {"database": "postgresql", "use_b2_storage": False, "use_redis": True},
     {"database": "postgresql", "use_b2_storage": True, "use_redis": False},
 ]
+
+
+# The job worker's heartbeat file in the image (WORKER_HEARTBEAT_FILE's default under /tmp):
+# its liveness probe reads the file's age.
+HEARTBEAT_FILE = "/tmp/worker-heartbeat"  # noqa: S108
+
+
+# The mail settings every environment but local needs, for a rendered service run by a test
+# (port 1: nothing listens, for tests that send no mail).
+def mail_env(port: int = 1) -> dict[str, str]:
+    return {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "SMTP_STARTTLS": "false",
+        "EMAIL_FROM": "Template Tests <tests@example.com>",
+        "FRONTEND_URL": "https://app.example.com",
+    }
+
+
 # Admin connection for the throwaway databases (trust auth on the local server).
 PG_ADMIN_DSN = os.environ.get(
     "TEMPLATE_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -137,6 +157,21 @@ BASE_FILES = (
     "app/alembic/script.py.mako",
     "app/alembic/versions/0001_initial.py",
     "app/alembic/versions/0003_credentials_changed_at.py",
+    "app/alembic/versions/0004_password_reset_tokens.py",
+    "app/api/v1/deps/jobs.py",
+    "app/jobs/__init__.py",
+    "app/jobs/broker.py",
+    "app/jobs/context.py",
+    "app/jobs/password_reset.py",
+    "app/models/password_reset_token.py",
+    "app/repos/password_reset_token.py",
+    "app/schemas/password_reset.py",
+    "app/services/email.py",
+    "app/services/housekeeping.py",
+    "app/services/password_reset.py",
+    "app/templates/email/password_reset.html",
+    "app/templates/email/password_reset.subject.txt",
+    "app/templates/email/password_reset.txt",
     "tests/conftest.py",
     "tests/helpers.py",
 )
@@ -195,9 +230,13 @@ def variant_id(answers: Mapping[str, object]) -> str:
 
 
 def holds(condition: str, answers: Mapping[str, object]) -> bool:
-    """An OPTIONAL_FILES condition: "option" (a yes/no answer is yes) or "option=value"."""
-    option, _, value = condition.partition("=")
-    return answers[option] == value if value else bool(answers[option])
+    """An OPTIONAL_FILES condition: "option" (a yes/no answer is yes), "option=value", or
+    several of those joined by " and ".
+    """
+    return all(
+        answers[option] == value if value else bool(answers[option])
+        for option, _, value in (part.partition("=") for part in condition.split(" and "))
+    )
 
 
 def disabled_files(answers: Mapping[str, object]) -> list[str]:
@@ -407,3 +446,37 @@ def serve(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class RedisServer:
+    """A private redis-server on a free port, which the test may stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        executable = shutil.which("redis-server")
+        assert executable, "redis-server is not installed (Debian: apt-get install redis-server)"
+        self.executable = executable
+        self.port = free_port()
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        cmd = [self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+        cmd += ["--appendonly", "no", "--dir", str(self.directory)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cli = ["redis-cli", "-p", str(self.port), "ping"]
+            if subprocess.run(cli, capture_output=True, text=True, check=False).stdout == "PONG\n":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None

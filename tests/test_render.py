@@ -11,6 +11,7 @@ import yaml
 from helpers import (
     BIN,
     CHOICES,
+    COOKIECUTTER_JSON,
     all_combinations,
     check_files,
     default_answers,
@@ -52,9 +53,15 @@ REDIS_TRACES = {
     "redis URL": re.compile(r"(?i)\bredis://"),
     "redis service": re.compile(r"(?im)^\s+redis:\s*$"),
     "redis module": re.compile(r"\bcore[./]redis\b"),
+    "taskiq-redis": re.compile(r"(?i)taskiq[-_]redis"),
+    "worker entry": re.compile(r"\bapp[./:]worker\b"),
+    "stream broker": re.compile(r"stream_broker|StreamBroker"),
+    "worker target or service": re.compile(r"(?m)^(?:  )?worker:"),
 }
 
 SECRET_KEY_LINE = re.compile(r"SECRET_KEY=([A-Za-z0-9_-]+)")
+# The app's own Jinja2 templates (the e-mails): copied as they are, never rendered by cookiecutter.
+COPIED_AS_IS = tuple(f"{path}/" for path in COOKIECUTTER_JSON["_copy_without_render"])
 
 
 def check_text(root: Path, answers: dict[str, object]) -> list[str]:
@@ -64,6 +71,11 @@ def check_text(root: Path, answers: dict[str, object]) -> list[str]:
         if not text.strip() and path.name != "__init__.py":
             problems.append(f"empty file {rel}")
         scanned = GITHUB_EXPRESSION.sub("", text) if rel.startswith(".github/") else text
+        if rel.startswith(COPIED_AS_IS):
+            # Their Jinja is the app's; cookiecutter's answers cannot reach them.
+            if "cookiecutter" in text:
+                problems.append(f"{rel} is copied as it is, yet names cookiecutter")
+            scanned = ""
         for match in JINJA_LEFTOVER.finditer(scanned):
             line = scanned.count("\n", 0, match.start()) + 1
             problems.append(f"unrendered Jinja {match.group()!r} in {rel}:{line}")

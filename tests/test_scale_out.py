@@ -11,8 +11,6 @@ port keeps one shared budget too.
 
 import asyncio
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +20,9 @@ import httpx
 import pytest
 from helpers import (
     PYTHON,
+    RedisServer,
     free_port,
+    mail_env,
     migrate_with_superuser,
     serve,
     tail,
@@ -36,40 +36,6 @@ VARIANT = {"database": "postgresql", "use_b2_storage": False, "use_redis": True}
 ACCOUNT_LIMIT = 4
 PASSWORD = "a sound password"
 ADMIN = {"username": "scaleadmin", "email": "scale-admin@example.com"}
-
-
-class Redis:
-    """A private redis-server on a free port, which the test may stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        executable = shutil.which("redis-server")
-        assert executable, "redis-server is not installed (Debian: apt-get install redis-server)"
-        self.executable = executable
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        cmd = [self.executable, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
-        cmd += ["--appendonly", "no", "--dir", str(self.directory)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cli = ["redis-cli", "-p", str(self.port), "ping"]
-            if subprocess.run(cli, capture_output=True, text=True, check=False).stdout == "PONG\n":
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 class Client:
@@ -100,13 +66,13 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def project(render_once, tmp_path_factory) -> Iterator[tuple[Path, dict[str, str], Redis]]:
+def project(render_once, tmp_path_factory) -> Iterator[tuple[Path, dict[str, str], RedisServer]]:
     """The rendered variant, migrated into a throwaway database, with a superuser and a private
     Redis; yields its root, the environment its processes share, and the Redis.
     """
     root = render_once(**VARIANT)
     work = tmp_path_factory.mktemp("scale-out")
-    redis = Redis(work)
+    redis = RedisServer(work)
     redis.start()
     try:
         with throwaway_database("postgresql", work, "tpl_scale") as database_url:
@@ -122,6 +88,7 @@ def project(render_once, tmp_path_factory) -> Iterator[tuple[Path, dict[str, str
                 RATE_LIMIT_LOGIN_ACCOUNT=f"{ACCOUNT_LIMIT}/minute",
                 RATE_LIMIT_LOGIN_ADDRESS="1000/minute",
                 RATE_LIMIT_SIGNUP="1000/minute",
+                **mail_env(),
             )
             migrate_with_superuser(root, env, **ADMIN, password=PASSWORD)
             yield root, env, redis

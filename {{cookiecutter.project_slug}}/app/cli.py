@@ -1,24 +1,33 @@
-"""Management commands: `python -m app.cli create-superuser --email E --username U`.
+"""Management commands.
 
-The password is prompted for; scripts pass it on standard input with `--password-stdin`.
+`python -m app.cli create-superuser --email E --username U`: the password is prompted for;
+scripts pass it on standard input with `--password-stdin`.
+
+`python -m app.cli purge-expired`: deletes expired refresh and password-reset tokens (run it
+on a schedule: the Kubernetes CronJob, or cron).
 """
 
 import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TextIO, TypeVar
 
 from pydantic import ValidationError
 
 from app.core.auth import PasswordHasher, TokenCodec
+from app.core.clock import utc_now
 from app.core.config import Settings, load_settings
 from app.core.db import Database
 from app.core.exceptions import ConflictError
 from app.models.user import User
 from app.schemas.user import UserCreate
 from app.services.auth import AuthService
+from app.services.housekeeping import Purged, purge_expired
+
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the password on the command line (visible in the process list and the shell "
         "history; prefer the prompt or --password-stdin)",
     )
+    commands.add_parser("purge-expired", help="delete expired refresh and password-reset tokens")
     return parser
 
 
@@ -83,20 +93,39 @@ async def create_superuser(database: Database, settings: Settings, data: UserCre
     return user
 
 
-async def _create_superuser_and_close(data: UserCreate) -> None:
+async def _on_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    """Run `work` on the database of the environment's settings, then close it."""
     settings = load_settings()
     database = Database.from_settings(settings)
     try:
-        await create_superuser(database, settings, data)
+        return await work(database, settings)
     finally:
         await database.dispose()
 
 
+async def purge(database: Database, settings: Settings) -> Purged:
+    async with database.session_factory() as session:
+        purged = await purge_expired(
+            session, utc_now(), leeway=timedelta(seconds=settings.token_leeway_seconds)
+        )
+        await session.commit()
+    return purged
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "purge-expired":
+        purged = asyncio.run(_on_database(purge))
+        print(  # noqa: T201
+            f"Purged {purged.refresh_tokens} expired refresh token(s) and "
+            f"{purged.password_reset_tokens} expired password-reset token(s)."
+        )
+        return 0
     try:
         data = user_from_args(args)
-        asyncio.run(_create_superuser_and_close(data))
+        asyncio.run(
+            _on_database(lambda database, settings: create_superuser(database, settings, data))
+        )
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])

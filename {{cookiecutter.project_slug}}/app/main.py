@@ -21,11 +21,18 @@ from app.core.rate_limit import RateLimiter
 {%- if cookiecutter.use_redis %}
 from app.core.redis import create_redis
 {%- endif %}
+from app.jobs.broker import create_jobs
+{%- if not cookiecutter.use_redis %}
+from app.jobs.context import JobContext
+{%- endif %}
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.logging import RequestContextMiddleware
 from app.middleware.login_guard import LoginGuardMiddleware
 {%- if cookiecutter.use_b2_storage %}
 from app.services.back_blaze_b2 import BackBlaze
+{%- endif %}
+{%- if not cookiecutter.use_redis %}
+from app.services.email import EmailTemplates, Mailer
 {%- endif %}
 
 
@@ -58,6 +65,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = Database.from_settings(settings)
     app.state.passwords = PasswordHasher.from_settings(settings)
     app.state.tokens = TokenCodec.from_settings(settings)
+    {%- if cookiecutter.use_redis %}
+    # Queues jobs on Redis for the workers (app/worker.py); connects on first use.
+    app.state.jobs = create_jobs(settings)
+    {%- else %}
+    # Runs jobs in this process, after the response, on this app's database.
+    app.state.jobs = create_jobs(settings)
+    await app.state.jobs.start(
+        JobContext(
+            settings=settings,
+            database=app.state.database,
+            mailer=Mailer.from_settings(settings),
+            templates=EmailTemplates(),
+        )
+    )
+    {%- endif %}
     {%- if cookiecutter.use_b2_storage %}
     # Authorizes with B2 on its first call, not here.
     app.state.storage = BackBlaze(
@@ -67,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.jobs.stop()
         await app.state.database.dispose()
         {%- if cookiecutter.use_redis %}
         await redis.aclose()

@@ -3,6 +3,10 @@ Alembic, and a rollback per test through a dependency override.
 """
 
 import asyncio
+import socket
+{%- if cookiecutter.use_redis %}
+import uuid
+{%- endif %}
 from collections.abc import AsyncIterator, Callable, Iterator
 {%- if cookiecutter.database == "sqlite" %}
 from pathlib import Path
@@ -13,6 +17,7 @@ from typing import Any
 import asyncpg
 {% endif -%}
 import pytest
+from aiosmtpd.controller import Controller
 from alembic import command
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import RawSimulator
@@ -33,6 +38,7 @@ from app.api.v1.deps.db import get_database
 {%- if cookiecutter.use_b2_storage %}
 from app.api.v1.deps.storage import get_storage
 {%- endif %}
+from app.core.config import Settings
 from app.core.db import Database
 from app.main import create_app
 from app.models import Base, User
@@ -57,10 +63,12 @@ from tests.helpers import (
     {%- endif %}
     TEST_DATABASE_URL,
     {%- if cookiecutter.use_redis %}
+    TEST_REDIS_PREFIX,
     TEST_REDIS_URL,
     {%- endif %}
     TEST_SETTINGS,
     TOKENS,
+    MailCatcher,
     RollbackDatabase,
     UserFactory,
     alembic_config,
@@ -69,6 +77,7 @@ from tests.helpers import (
     drop_database,
     drop_stale_databases,
     {%- endif %}
+    make_settings,
     {%- if cookiecutter.use_b2_storage %}
     make_storage,
     {%- endif %}
@@ -132,6 +141,10 @@ async def redis_server() -> AsyncIterator[bool]:
         yield False
     else:
         yield True
+        # The job streams and consumer groups of the run do not expire by themselves.
+        keys = [key async for key in client.scan_iter(match=f"{TEST_REDIS_PREFIX}*")]
+        if keys:
+            await client.delete(*keys)
     finally:
         await client.aclose()
 
@@ -141,6 +154,49 @@ def redis_required(redis_server: bool) -> None:
     if not redis_server:
         pytest.skip(f"Redis is not reachable at {TEST_REDIS_URL!r}")
 {%- endif %}
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[MailCatcher]:
+    """A real SMTP server on loopback (aiosmtpd), keeping what it receives."""
+    catcher = MailCatcher()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(catcher, hostname="127.0.0.1", port=port)
+    controller.start()
+    catcher.port = port
+    yield catcher
+    controller.stop()
+
+
+@pytest.fixture
+def outbox(smtp_server: MailCatcher) -> MailCatcher:
+    """The SMTP server, with no message yet in this test."""
+    smtp_server.messages.clear()
+    return smtp_server
+
+
+@pytest.fixture
+def mail_settings(smtp_server: MailCatcher) -> Callable[..., Settings]:
+    """Test settings that send mail to the test SMTP server, and retry jobs quickly."""
+
+    def settings(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_server.port,
+            "smtp_starttls": False,
+            "email_from": "My Tests <tests@example.com>",
+            "frontend_url": "https://app.example.com",
+            "job_retry_delay_seconds": 0.05,
+            {%- if cookiecutter.use_redis %}
+            # A queue of this test's own.
+            "redis_key_prefix": f"{TEST_REDIS_PREFIX}-{uuid.uuid4().hex[:8]}",
+            {%- endif %}
+        }
+        return make_settings(**{**values, **overrides})
+
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,11 @@
 """What the tests share: their settings, servers, and helpers to build users and tokens."""
 
+import asyncio
+{%- if cookiecutter.use_redis %}
+import contextlib
+{%- endif %}
+import email
+import email.policy
 import os
 {%- if cookiecutter.database == "postgresql" %}
 import time
@@ -9,11 +15,13 @@ import uuid
 {%- endif %}
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 {% if cookiecutter.database == "postgresql" %}
 import asyncpg
 {%- endif %}
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic.config import Config
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
@@ -23,13 +31,25 @@ from sqlalchemy import Executable, RowMapping
 from sqlalchemy.engine import make_url
 {%- endif %}
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
+{%- if cookiecutter.use_redis %}
+from taskiq.receiver import Receiver
+{%- endif %}
 
 from app.core.auth import TokenCodec, TokenType
 from app.core.config import Settings
 from app.core.db import Database
+from app.jobs.broker import Jobs{% if not cookiecutter.use_redis %}, create_jobs{% endif %}
+{%- if not cookiecutter.use_redis %}
+from app.jobs.context import JobContext
+{%- endif %}
 from app.models import User
 {%- if cookiecutter.use_b2_storage %}
 from app.services.back_blaze_b2 import BackBlaze
+{%- endif %}
+{%- if not cookiecutter.use_redis %}
+from app.services.email import EmailTemplates, Mailer
+{%- else %}
+from app.worker import Worker
 {%- endif %}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +79,12 @@ TEST_REDIS_PREFIX = f"test-{{ cookiecutter.project_slug }}-{uuid.uuid4().hex[:12
 {%- endif %}
 
 DEFAULT_PASSWORD = "correct horse battery"
+# What every environment but local must set (a mail server, its sender, the reset page).
+MAIL_SETTINGS: dict[str, Any] = {
+    "smtp_host": "127.0.0.1",
+    "email_from": "Tests <tests@example.com>",
+    "frontend_url": "https://app.example.com",
+}
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -178,3 +204,83 @@ def make_storage(simulator: RawSimulator, key_id: str, key: str) -> BackBlaze:
     config = B2HttpApiConfig(_raw_api_class=lambda _http: simulator)
     return BackBlaze(key_id, key, api_config=config)
 {%- endif %}
+
+
+class MailCatcher:
+    """An aiosmtpd handler that keeps every message it accepts (the `smtp_server` fixture runs
+    it on a real SMTP server on loopback).
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+    async def wait_for(self, address: str, count: int = 1, within: float = 15) -> EmailMessage:
+        """The `count`-th message to `address`, once it has arrived."""
+        async with asyncio.timeout(within):
+            # The server runs in a thread of its own, with its own event loop: poll.
+            while len(self.to(address)) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        return self.to(address)[count - 1]
+
+
+def mail_parts(message: EmailMessage) -> tuple[str, str]:
+    """The plain-text and the HTML part of a message."""
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None, message
+    assert html is not None, message
+    return str(text.get_content()), str(html.get_content())
+
+
+@asynccontextmanager
+async def running_jobs(settings: Settings) -> AsyncIterator[Jobs]:
+    {%- if cookiecutter.use_redis %}
+    """Jobs that run as in a worker process: a worker's broker consumes the queue in this event
+    loop, each job going through taskiq's `Receiver.callback` as in `taskiq worker` (run,
+    retries, acknowledgement). Yields the worker's jobs, to queue more on.
+
+    One task reads the stream, so stopping is a plain cancellation of that read.
+    """
+    worker = Worker(settings)
+    broker = worker.jobs.broker
+    broker.is_worker_process = True
+    await broker.startup()
+    receiver = Receiver(broker, max_async_tasks=100, run_startup=False)
+    running: set[asyncio.Task[None]] = set()
+
+    async def consume() -> None:
+        async for message in broker.listen():
+            job = asyncio.create_task(receiver.callback(message))
+            running.add(job)
+            job.add_done_callback(running.discard)
+
+    consuming = asyncio.create_task(consume())
+    try:
+        yield worker.jobs
+    finally:
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
+        await asyncio.gather(*running, return_exceptions=True)
+        await broker.shutdown()
+    {%- else %}
+    jobs = create_jobs(settings)
+    database = Database.from_settings(settings)
+    await jobs.start(JobContext(settings, database, Mailer(settings), EmailTemplates()))
+    try:
+        yield jobs
+    finally:
+        await jobs.stop()
+        await database.dispose()
+    {%- endif %}

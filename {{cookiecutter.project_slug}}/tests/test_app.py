@@ -14,7 +14,7 @@ from loguru import logger
 from app.core.config import Environment, Settings
 from app.core.logger import LogStream
 from app.main import create_app
-from tests.helpers import TEST_SETTINGS, make_settings
+from tests.helpers import MAIL_SETTINGS, TEST_SETTINGS, make_settings
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -108,6 +108,7 @@ def production_settings(**overrides: object) -> Settings:
         "current_environment": Environment.PROD,
         "secret_key": secrets.token_urlsafe(64),
         "bcrypt_rounds": 12,  # prod's minimum; these tests hash nothing
+        **MAIL_SETTINGS,
         **overrides,
     }
     return make_settings(**values)

@@ -3,15 +3,24 @@ import io
 import os
 import subprocess
 import sys
+import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import cli
+from app.core.clock import utc_now
 from app.core.exceptions import ConflictError
-from app.models import User
-from tests.helpers import PROJECT_ROOT, TEST_DATABASE_URL, TEST_SETTINGS, RollbackDatabase
+from app.models import PasswordResetToken, RefreshToken, User
+from tests.helpers import (
+    PROJECT_ROOT,
+    TEST_DATABASE_URL,
+    TEST_SETTINGS,
+    RollbackDatabase,
+    UserFactory,
+)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -93,3 +102,47 @@ def test_command_line_end_to_end(clean_database: None) -> None:
     assert invalid.returncode == 2
     assert "error: email" in invalid.stderr
     assert "error: password" in invalid.stderr
+
+
+async def test_purge_deletes_expired_tokens_and_keeps_live_ones(
+    session: AsyncSession, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    now = utc_now()
+    leeway = timedelta(seconds=TEST_SETTINGS.token_leeway_seconds)
+    refresh = {
+        "expired": now - leeway - timedelta(seconds=1),
+        "within leeway": now - leeway + timedelta(seconds=5),
+        "live": now + timedelta(days=1),
+    }
+    for expires_at in refresh.values():
+        session.add(RefreshToken(user_id=user.id, family_id=uuid.uuid4(), expires_at=expires_at))
+    resets = {"expired": now - timedelta(seconds=1), "live": now + timedelta(minutes=5)}
+    for name, expires_at in resets.items():
+        session.add(
+            PasswordResetToken(
+                user_id=user.id,
+                request_id=uuid.uuid4(),
+                token_hash=name.ljust(64, "0"),
+                requested_at=now - timedelta(minutes=30),
+                expires_at=expires_at,
+                used_at=now if name == "live" else None,
+            )
+        )
+    await session.flush()
+
+    purged = await cli.purge(RollbackDatabase(await session.connection()), TEST_SETTINGS)
+    assert (purged.refresh_tokens, purged.password_reset_tokens) == (1, 1)
+    left = await session.scalars(select(RefreshToken.expires_at))
+    assert sorted(left.all()) == [refresh["within leeway"], refresh["live"]]
+    assert (await session.scalars(select(PasswordResetToken.token_hash))).all() == [
+        "live".ljust(64, "0")
+    ]
+
+
+def test_purge_from_the_command_line(clean_database: None) -> None:
+    purged = run_cli("purge-expired")
+    assert purged.returncode == 0, purged.stderr
+    assert purged.stdout == (
+        "Purged 0 expired refresh token(s) and 0 expired password-reset token(s).\n"
+    )

@@ -1,12 +1,25 @@
 """Settings, read from the environment and `.env`."""
 
 import enum
+{%- if cookiecutter.use_redis %}
+import tempfile
+{%- endif %}
 from collections.abc import Iterator
+{%- if cookiecutter.use_redis %}
+from pathlib import Path
+{%- endif %}
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from limits import parse
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    NameEmail,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INSECURE_SECRET_KEYS = frozenset({"change-me", "changeme", "secret", "password"})
@@ -104,6 +117,39 @@ class Settings(BaseSettings):
     rate_limit_signup: str = "10/minute"
     rate_limit_refresh: str = "30/minute"
     rate_limit_password_change: str = "5/minute"  # noqa: S105 - a rate, not a password
+    # Password-reset requests per e-mail address asked for, and per client address; confirmations
+    # per client address.
+    rate_limit_password_reset_account: str = "5/hour"  # noqa: S105 - a rate, not a password
+    rate_limit_password_reset_address: str = "20/hour"  # noqa: S105 - a rate, not a password
+    rate_limit_password_reset_confirm: str = "10/minute"  # noqa: S105 - a rate, not a password
+
+    # Outgoing e-mail (the password-reset link). In `local` without SMTP_HOST, mail is written
+    # to the log instead; every other environment must set SMTP_HOST, EMAIL_FROM, FRONTEND_URL.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    # TLS from the first byte (usually port 465), or STARTTLS after connecting (usually 587).
+    smtp_tls: bool = False
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    email_from: NameEmail = NameEmail("{{ cookiecutter.project_slug }}", "noreply@example.com")
+    # The web page that reads the token from the link and posts the new password.
+    frontend_url: str = "http://localhost:3000"
+    password_reset_path: str = Field(default="/reset-password", pattern=r"^/[^?#]*$")
+    password_reset_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
+
+    # Background jobs: attempts per job (the first included), and the wait before the n-th
+    # retry (n times this, plus up to a second of jitter).
+    job_max_attempts: int = Field(default=5, ge=1, le=20)
+    job_retry_delay_seconds: float = Field(default=10.0, gt=0, le=3600)
+    {%- if cookiecutter.use_redis %}
+    # A job not acknowledged for this long (its worker died) is taken over by another worker:
+    # longer than any job runs, retries' waits included.
+    job_redeliver_after_seconds: int = Field(default=300, ge=1)
+    # Touched every few seconds by a running worker; its liveness probe reads its age.
+    worker_heartbeat_file: Path = Path(tempfile.gettempdir()) / "worker-heartbeat"
+    {%- endif %}
     {%- if cookiecutter.use_b2_storage %}
 
     b2_application_key_id: str
@@ -126,6 +172,9 @@ class Settings(BaseSettings):
         "rate_limit_signup",
         "rate_limit_refresh",
         "rate_limit_password_change",
+        "rate_limit_password_reset_account",
+        "rate_limit_password_reset_address",
+        "rate_limit_password_reset_confirm",
     )
     @classmethod
     def _parse_rate_limit(cls, value: str) -> str:
@@ -172,6 +221,43 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg)
         return value
+
+    @field_validator("smtp_host", "smtp_user", "smtp_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `SMTP_HOST=` in .env means "no server", not a host named "".
+        return None if value == "" else value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+            msg = "must be an http(s) URL such as https://app.example.com, without a query"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _mail_settings_fit(self) -> Self:
+        if self.smtp_tls and self.smtp_starttls:
+            msg = "SMTP_TLS and SMTP_STARTTLS exclude each other: set one of them to false"
+            raise ValueError(msg)
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            msg = "SMTP_USER and SMTP_PASSWORD go together: set both or neither"
+            raise ValueError(msg)
+        if not self.is_local:
+            missing = [
+                name.upper()
+                for name in ("smtp_host", "email_from", "frontend_url")
+                if name not in self.model_fields_set or not getattr(self, name)
+            ]
+            if missing:
+                msg = (
+                    f"{', '.join(missing)} must be set outside local: the password-reset mail "
+                    "needs a server, a sender and the page its link opens"
+                )
+                raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_production_settings(self) -> Self:

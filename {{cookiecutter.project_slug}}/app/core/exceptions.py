@@ -20,6 +20,26 @@ class BadRequestError(AppError):
     detail = "Bad request"
 
 
+class InvalidResetTokenError(BadRequestError):
+    error_code = "RESET_TOKEN_INVALID"
+    detail = "This password reset link is not valid"
+
+
+class ExpiredResetTokenError(BadRequestError):
+    error_code = "RESET_TOKEN_EXPIRED"
+    detail = "This password reset link has expired; ask for a new one"
+
+
+class UsedResetTokenError(BadRequestError):
+    error_code = "RESET_TOKEN_USED"
+    detail = "This password reset link was already used; ask for a new one"
+
+
+class SupersededResetTokenError(BadRequestError):
+    error_code = "RESET_TOKEN_SUPERSEDED"
+    detail = "A newer password reset link was sent; use the latest one"
+
+
 class NotFoundError(AppError):
     status_code = 404
     error_code = "NOT_FOUND"

@@ -79,12 +79,12 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def login_account_key(login: str) -> str:
-    """The login-attempt key of a login text (username or e-mail as typed): a digest, so any
-    text makes a short key and the limit store holds no usernames.
+def account_key(login: str) -> str:
+    """The key of an account as a client named it (a username or an e-mail, as typed): a
+    digest, so any text makes a short key and the limit store holds no usernames or addresses.
     """
     normalized = unicodedata.normalize("NFKC", login).strip().lower()
-    return "login:" + hashlib.sha256(normalized.encode()).hexdigest()[:32]
+    return "account:" + hashlib.sha256(normalized.encode()).hexdigest()[:32]
 
 
 class RateLimiter:
@@ -102,6 +102,9 @@ class RateLimiter:
             "signup": parse(settings.rate_limit_signup),
             "refresh": parse(settings.rate_limit_refresh),
             "password_change": parse(settings.rate_limit_password_change),
+            "password_reset_account": parse(settings.rate_limit_password_reset_account),
+            "password_reset_address": parse(settings.rate_limit_password_reset_address),
+            "password_reset_confirm": parse(settings.rate_limit_password_reset_confirm),
         }
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         # (limit name, key) -> when its window frees up. A moving window gains no capacity

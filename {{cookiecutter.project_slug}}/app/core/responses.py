@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.core.exceptions import AppError
+
 ERROR_DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing, invalid or expired credentials",
@@ -44,6 +46,28 @@ def error_responses(
     """`responses=` for a route: documents each status code with the error body."""
     return {
         code: {"model": model, "description": ERROR_DESCRIPTIONS[code]} for code in status_codes
+    }
+
+
+def error_examples(status_code: int, *errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a status that several errors share: one named example each."""
+    examples = {
+        error.error_code: {
+            "summary": error.detail,
+            "value": {
+                "detail": error.detail,
+                "error_code": error.error_code,
+                "timestamp": "2026-11-28T09:30:00Z",
+            },
+        }
+        for error in errors
+    }
+    return {
+        status_code: {
+            "model": ErrorResponse,
+            "description": ERROR_DESCRIPTIONS[status_code],
+            "content": {"application/json": {"examples": examples}},
+        }
     }
 
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.error_handlers import app_error_response
-from app.core.rate_limit import RateLimiter, client_address, login_account_key
+from app.core.rate_limit import RateLimiter, account_key, client_address
 
 FORM_TYPE = b"application/x-www-form-urlencoded"
 
@@ -44,7 +44,7 @@ class LoginGuardMiddleware:
         limiter: RateLimiter = scope["app"].state.rate_limiter
         username = parse_qs(body.decode("utf-8", "replace")).get("username", [""])[0]
         blocked = limiter.known_blocked(
-            "login_account", login_account_key(username)
+            "login_account", account_key(username)
         ) or limiter.known_blocked("login_address", client_address(scope))
         if blocked is not None:
             error = blocked.error()

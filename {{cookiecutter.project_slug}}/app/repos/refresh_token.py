@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from app.core.clock import utc_now
 from app.models.refresh_token import RefreshToken
@@ -39,3 +39,10 @@ class RefreshTokenRepository(BaseRepository[RefreshToken]):
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utc_now(), updated_at=utc_now())
         )
+
+    async def purge_expired(self, before: datetime) -> int:
+        """Delete the tokens that expired before `before`; returns how many."""
+        result = await self.session.execute(
+            delete(RefreshToken).where(RefreshToken.expires_at < before)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

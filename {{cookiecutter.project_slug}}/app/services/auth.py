@@ -10,15 +10,21 @@ from app.core.clock import utc_now
 from app.core.exceptions import (
     AuthenticationError,
     BadRequestError,
+    ExpiredResetTokenError,
+    InvalidResetTokenError,
     LastSuperuserError,
     PermissionDeniedError,
+    SupersededResetTokenError,
+    UsedResetTokenError,
 )
-from app.core.rate_limit import RateLimiter, login_account_key
+from app.core.rate_limit import RateLimiter, account_key
 from app.models.user import User
+from app.repos.password_reset_token import PasswordResetTokenRepository
 from app.repos.refresh_token import RefreshTokenRepository
 from app.repos.user import UserRepository
 from app.schemas.token import TokenPair
 from app.schemas.user import PasswordChange, UserCreate
+from app.services.password_reset import hash_reset_token
 
 
 class LoginLimits:
@@ -31,7 +37,7 @@ class LoginLimits:
 
     def __init__(self, limiter: RateLimiter, login: str, address: str) -> None:
         self.limiter = limiter
-        self.accounts = [login_account_key(login)]
+        self.accounts = [account_key(login)]
         self.address = address
 
     def found(self, user: User | None) -> None:
@@ -113,10 +119,34 @@ class AuthService:
         if not await self.passwords.verify(current, user.hashed_password):
             raise BadRequestError("Current password is incorrect")
         new_hash = await self.passwords.hash(data.new_password.get_secret_value())
-        await self.users.update_fields(
-            user, {"hashed_password": new_hash, "credentials_changed_at": utc_now()}
-        )
-        await self.tokens.revoke_all_for_user(user.id)
+        await self._replace_password(user, new_hash)
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        """Set the password of the user a reset link was sent to; the link is then used up.
+
+        Unknown, used, expired and superseded links each get their own 400. As with a password
+        change, every session of the user ends.
+        """
+        resets = PasswordResetTokenRepository(self.session)
+        stored = await resets.get_by_hash(hash_reset_token(token))
+        if stored is None:
+            raise InvalidResetTokenError()
+        if stored.used_at is not None:
+            raise UsedResetTokenError()
+        if stored.expires_at <= utc_now():
+            raise ExpiredResetTokenError()
+        if await resets.is_superseded(stored.user_id, stored.requested_at):
+            raise SupersededResetTokenError()
+        user = await self.users.get(stored.user_id)
+        if user is None or not user.is_active:
+            raise InvalidResetTokenError()
+        # End the read before the slow hash: no connection or SQLite lock is held meanwhile.
+        await self.session.commit()
+        new_hash = await self.passwords.hash(new_password)
+        # Checked again, atomically: of two confirmations racing with one link, one wins.
+        if not await resets.claim(stored.id):
+            raise UsedResetTokenError()
+        await self._replace_password(user, new_hash)
 
     async def admin_update(self, user: User, values: dict[str, Any]) -> User:
         """An administrator's change; deactivation also ends every session of the user."""
@@ -143,6 +173,13 @@ class AuthService:
             and not await self.users.other_active_superusers(user)
         ):
             raise LastSuperuserError()
+
+    async def _replace_password(self, user: User, new_hash: str) -> None:
+        """The new password; access tokens issued before it are refused, refresh tokens die."""
+        await self.users.update_fields(
+            user, {"hashed_password": new_hash, "credentials_changed_at": utc_now()}
+        )
+        await self.tokens.revoke_all_for_user(user.id)
 
     async def _handle_dead_token(self, jti: uuid.UUID) -> None:
         """A token that is unknown or already used; reuse of a rotated one kills its family."""

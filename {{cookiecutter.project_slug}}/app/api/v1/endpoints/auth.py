@@ -3,10 +3,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from app.api.v1.deps.auth import AuthServiceDep
+from app.api.v1.deps.jobs import JobsDep
 from app.api.v1.deps.rate_limit import RateLimiterDep, limit_per_address
-from app.core.exceptions import AuthenticationError, PermissionDeniedError
-from app.core.rate_limit import client_address
-from app.core.responses import OAuth2ErrorResponse, error_responses
+from app.core.exceptions import (
+    AuthenticationError,
+    ExpiredResetTokenError,
+    InvalidResetTokenError,
+    PermissionDeniedError,
+    SupersededResetTokenError,
+    UsedResetTokenError,
+)
+from app.core.rate_limit import account_key, client_address
+from app.core.responses import OAuth2ErrorResponse, error_examples, error_responses
+from app.schemas.password_reset import (
+    PasswordResetAccepted,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+)
 from app.schemas.token import RefreshRequest, TokenPair
 from app.schemas.user import UserCreate, UserRead
 from app.services.auth import LoginLimits
@@ -74,3 +87,47 @@ async def refresh(data: RefreshRequest, auth: AuthServiceDep) -> TokenPair:
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 422))
 async def logout(data: RefreshRequest, auth: AuthServiceDep) -> None:
     await auth.logout(data.refresh_token)
+
+
+@router.post(
+    "/password-reset/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(422, 429{% if cookiecutter.use_redis %}, 503{% endif %}),
+    dependencies=[Depends(limit_per_address("password_reset_address"))],
+)
+async def request_password_reset(
+    data: PasswordResetRequest, limiter: RateLimiterDep, jobs: JobsDep
+) -> PasswordResetAccepted:
+    """Mail a single-use link to reset the password of the account that uses this address.
+
+    The answer is the same, and as quick, whether such an account exists or not: the lookup
+    and the mail happen in a background job. Limited per address asked for and per client
+    address; asking again makes the links sent before stop working.
+    """
+    await limiter.hit("password_reset_account", account_key(data.email))
+    await jobs.request_password_reset(data.email)
+    return PasswordResetAccepted()
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        **error_examples(
+            400,
+            InvalidResetTokenError,
+            ExpiredResetTokenError,
+            UsedResetTokenError,
+            SupersededResetTokenError,
+        ),
+        **error_responses(422, 429),
+    },
+    dependencies=[Depends(limit_per_address("password_reset_confirm"))],
+)
+async def confirm_password_reset(data: PasswordResetConfirm, auth: AuthServiceDep) -> None:
+    """Set a new password with the token from the reset link.
+
+    Every session of the user ends: refresh tokens are revoked, and access tokens issued
+    before are refused.
+    """
+    await auth.reset_password(data.token, data.new_password.get_secret_value())

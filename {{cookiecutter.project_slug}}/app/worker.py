@@ -1,0 +1,75 @@
+"""The job worker: `taskiq worker app.worker:broker --workers 1` (`make worker`).
+
+`broker` is a factory, which taskiq calls in each worker process: importing this module reads
+no settings and builds nothing. At start-up the worker builds what jobs use (database, mailer)
+and touches WORKER_HEARTBEAT_FILE every few seconds while its event loop runs; its liveness
+probe reads the file's age, so a worker whose loop is stuck is restarted, and a Redis or
+database outage (which jobs survive by retrying) restarts nothing.
+"""
+
+import asyncio
+import contextlib
+
+import anyio
+from loguru import logger
+from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
+
+from app.core.config import Settings, load_settings
+from app.core.db import Database
+from app.core.logger import setup_logging
+from app.jobs.broker import Jobs, create_jobs
+from app.jobs.context import JobContext
+from app.services.email import EmailTemplates, Mailer
+
+HEARTBEAT_SECONDS = 5.0
+
+
+class Worker:
+    """A worker process's jobs and their resources, built at its start and closed at its end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jobs: Jobs = create_jobs(settings)
+        self._database: Database | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        broker = self.jobs.broker
+        broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, self.start)
+        broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, self.stop)
+
+    async def start(self, _: TaskiqState) -> None:
+        settings = self.settings
+        self._database = Database.from_settings(settings)
+        self.jobs.broker.add_dependency_context(
+            {
+                JobContext: JobContext(
+                    settings=settings,
+                    database=self._database,
+                    mailer=Mailer.from_settings(settings),
+                    templates=EmailTemplates(),
+                )
+            }
+        )
+        self._heartbeat = asyncio.create_task(self._beat())
+        logger.info("Worker started: jobs from {}", self.jobs.broker.queue_name)
+
+    async def stop(self, _: TaskiqState) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await anyio.Path(self.settings.worker_heartbeat_file).unlink(missing_ok=True)
+        if self._database is not None:
+            await self._database.dispose()
+
+    async def _beat(self) -> None:
+        heartbeat = anyio.Path(self.settings.worker_heartbeat_file)
+        while True:
+            await heartbeat.touch()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+def broker() -> AsyncBroker:
+    """The broker of a worker process, from the environment and `.env` (taskiq calls this)."""
+    settings = load_settings()
+    setup_logging(settings)
+    return Worker(settings).jobs.broker
