@@ -52,7 +52,9 @@ Environment (all optional):
   BENCH_SCALE_ROUNDS=2   alternating rounds of /users/me on 1 worker and on N
   BENCH_REDIS_URL=redis://127.0.0.1:6379/0   the Redis of the scale group (loopback only)
   BENCH_OUT=build/bench.json
-  BENCH_WRK_THREADS=2
+  BENCH_WRK_THREADS=1     threads per wrk process: one drives far more than the server's rate
+                         here, and the storm scenarios run two wrk processes at once on 2
+                         cores shared with the server, where more threads only take its CPU
   TEMPLATE_PG_ADMIN_DSN=postgresql://postgres@127.0.0.1:5432/postgres   as for the tests
   BENCH_PROFILE=postgresql   variants to profile with py-spy during an extra /users/me run
   BENCH_STRICT=1         exit 1 when a target fails
@@ -109,7 +111,7 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 VARIANTS = [v for v in os.environ.get("BENCH_VARIANTS", "sqlite,postgresql").split(",") if v]
 OUT = Path(os.environ.get("BENCH_OUT", str(ROOT / "build" / "bench.json")))
-WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
+WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "1"))
 PROFILE = [v for v in os.environ.get("BENCH_PROFILE", "").split(",") if v]
 STRICT = os.environ.get("BENCH_STRICT", "") not in ("", "0")
 SCENARIO_GROUPS = ("base", "stacks", "scale")
@@ -1638,7 +1640,8 @@ def configuration(results: dict) -> list[str]:
         f"({results['machine']['nproc']} cores), "
         f"template {results['machine']['template_revision']}; scenarios {','.join(SCENARIOS)}; "
         f"{SECONDS}s runs after {WARMUP}s warm-up"
-        + (f", soak {SOAK_SECONDS}s" if "base" in SCENARIOS else ""),
+        + (f", soak {SOAK_SECONDS}s" if "base" in SCENARIOS else "")
+        + f"; wrk -t{WRK_THREADS} per load",
         f"load average at start {results['machine']['load_average_at_start'][0]:.2f}"
         + (
             f", at the end {results['machine']['load_average_at_end'][0]:.2f}"

@@ -188,6 +188,7 @@ class RollbackDatabase(Database):
         self.session_factory = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
+        self.read_session_factory = self.session_factory
         self._connection = connection
 
     @asynccontextmanager

@@ -226,6 +226,46 @@ async def test_deleting_a_user_deletes_their_refresh_tokens(
     assert await session.scalar(tokens) == 0
 
 
+async def test_admin_reads_do_not_queue_behind_a_writer(
+    app: FastAPI, committed_client: AsyncClient, use_database: Callable[[Database], None]
+) -> None:
+    """The admin's list and lookup only read: while another transaction holds uncommitted
+    writes (on SQLite, the write lock), they answer from what is committed instead of waiting
+    for the lock until the busy timeout ends in 503.
+    """
+    async with app.state.database.session_factory() as session:
+        admin = User(
+            username="reader",
+            email="reader@example.com",
+            first_name="Rea",
+            last_name="Der",
+            hashed_password=await app.state.passwords.hash(DEFAULT_PASSWORD),
+            is_superuser=True,
+        )
+        session.add(admin)
+        await session.commit()
+    {%- if cookiecutter.database == "sqlite" %}
+    # A short busy timeout: a read that waited for the write lock would fail fast.
+    database = Database.from_settings(make_settings(db_busy_timeout_ms=300))
+    {%- else %}
+    database = Database.from_settings(TEST_SETTINGS)
+    {%- endif %}
+    use_database(database)
+    try:
+        async with app.state.database.session_factory() as writer:
+            await writer.execute(text("UPDATE users SET first_name = 'Uncommitted'"))
+            headers = auth_headers(admin)
+            listed = await committed_client.get("/api/v1/users", headers=headers)
+            one = await committed_client.get(f"/api/v1/users/{admin.id}", headers=headers)
+            await writer.rollback()
+    finally:
+        await database.dispose()
+    assert listed.status_code == 200, listed.text
+    assert [user["first_name"] for user in listed.json()["items"]] == ["Rea"]
+    assert one.status_code == 200, one.text
+    assert one.json()["first_name"] == "Rea"
+
+
 async def test_concurrent_read_then_write_requests_all_succeed(
     app: FastAPI, committed_client: AsyncClient
 ) -> None:

@@ -30,3 +30,12 @@ async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit runs before the response goes out, so a client that acts on a
 # response (a login followed at once by a refresh) always sees its effect.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_read_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """A session for requests that only read: it commits nothing and takes no write lock."""
+    async with database.read_session_factory() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]

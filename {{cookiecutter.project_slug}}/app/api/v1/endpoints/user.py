@@ -1,9 +1,10 @@
 import uuid
 
 from fastapi import APIRouter, Depends, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.v1.deps.auth import AuthServiceDep, CurrentSuperuser, CurrentUser
-from app.api.v1.deps.db import SessionDep
+from app.api.v1.deps.db import ReadSessionDep, SessionDep
 from app.api.v1.deps.pagination import PageDep
 from app.api.v1.deps.rate_limit import limit_per_address
 from app.core.exceptions import NotFoundError
@@ -41,7 +42,7 @@ async def change_password(data: PasswordChange, user: CurrentUser, auth: AuthSer
 
 
 @router.get("", responses=error_responses(*AUTH_ERRORS, 422))
-async def list_users(_: CurrentSuperuser, session: SessionDep, page: PageDep) -> Page[UserRead]:
+async def list_users(_: CurrentSuperuser, session: ReadSessionDep, page: PageDep) -> Page[UserRead]:
     users, total = await UserRepository(session).list_page(offset=page.offset, limit=page.limit)
     return Page(
         items=[UserRead.model_validate(u) for u in users],
@@ -51,7 +52,7 @@ async def list_users(_: CurrentSuperuser, session: SessionDep, page: PageDep) ->
     )
 
 
-async def _get_user_or_404(session: SessionDep, user_id: uuid.UUID) -> User:
+async def _get_user_or_404(session: AsyncSession, user_id: uuid.UUID) -> User:
     user = await UserRepository(session).get(user_id)
     if user is None:
         raise NotFoundError("User not found")
@@ -59,7 +60,7 @@ async def _get_user_or_404(session: SessionDep, user_id: uuid.UUID) -> User:
 
 
 @router.get("/{user_id}", responses=error_responses(*AUTH_ERRORS, 404, 422))
-async def read_user(user_id: uuid.UUID, _: CurrentSuperuser, session: SessionDep) -> UserRead:
+async def read_user(user_id: uuid.UUID, _: CurrentSuperuser, session: ReadSessionDep) -> UserRead:
     return UserRead.model_validate(await _get_user_or_404(session, user_id))
 
 
