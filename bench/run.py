@@ -18,7 +18,8 @@ alone: a login storm (correct password), /health during the storm, RSS idle and 
 storm, and a mixed-traffic soak. The soak signs up and refreshes from 127.0.0.1 hundreds of
 times a minute, so these servers run with RATE_LIMIT_SIGNUP and RATE_LIMIT_REFRESH raised
 (SOAK_RATE_LIMITS below); the login limits keep their defaults (successful logins use up
-nothing).
+nothing). Last, both variants' services side by side, /users/me at 64 connections in
+alternating rounds: SQLite against PostgreSQL under the same machine load.
 
 stacks: the PostgreSQL variant and the ceiling on each server stack of BENCH_STACKS (uvicorn with
 another uvloop, uvicorn --loop asyncio, granian), next to the services' own stack (the rendered
@@ -110,6 +111,8 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 VARIANTS = [v for v in os.environ.get("BENCH_VARIANTS", "sqlite,postgresql").split(",") if v]
+# Compared side by side in the base group when both are among the variants.
+DATABASES = ("sqlite", "postgresql")
 OUT = Path(os.environ.get("BENCH_OUT", str(ROOT / "build" / "bench.json")))
 WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "1"))
 PROFILE = [v for v in os.environ.get("BENCH_PROFILE", "").split(",") if v]
@@ -663,6 +666,28 @@ def bench_variant(variant: str) -> dict:
         if variant in PROFILE:
             result["profile"] = profile_me(server, variant)
     return result
+
+
+def bench_databases() -> dict:
+    """/users/me at 64 connections on the SQLite and the PostgreSQL variant, served side by side
+    and measured in alternating rounds: the embedded default against the server database under
+    the same machine load (the variants' own groups run minutes apart).
+    """
+    loads: dict[str, tuple[Load, str]] = {}
+    with contextlib.ExitStack() as stack:
+        for variant in DATABASES:
+            project = render(variant)
+            env = service_env(project)
+            stack.enter_context(prepared(project, variant, env))
+            server = stack.enter_context(
+                serving(f"{variant}.side_by_side", "app.main:app", project, env)
+            )
+            bearer = (f"Authorization: Bearer {login(server)}",)
+            loads[variant] = (
+                Load(f"{server.base}/api/v1/users/me", 64, lua_script("get"), bearer),
+                f"{variant}.side_by_side.me_64",
+            )
+        return interleaved(loads)
 
 
 def interleaved(loads: dict[str, tuple[Load, str]], rounds: int = ROUNDS) -> dict[str, dict]:
@@ -1334,6 +1359,15 @@ def base_rows(results: dict) -> list[list[str]]:
             ),
         ]
         rows += [row(label, who, 1, "no", figures, note) for label, who, figures, note in specs]
+    if "databases" in results:
+        side_by_side = results["databases"]
+        for variant in DATABASES:
+            note = ""
+            if variant == "sqlite":
+                note = f"{x(side_by_side['sqlite']['rps'], side_by_side['postgresql']['rps'])} "
+                note += "postgresql"
+            label = "GET /users/me c64 side by side"
+            rows.append(row(label, variant, 1, "no", side_by_side[variant], note))
     return rows
 
 
@@ -1458,11 +1492,12 @@ def base_targets(results: dict, add) -> None:
             "<= 1.50",
             tail is not None and tail <= 1.5,
         )
-        if variant == "sqlite" and "postgresql" in results:
-            versus = ratio(me64["rps"], results["postgresql"]["me_64"]["rps"])
+        if variant == "sqlite" and "databases" in results:
+            side_by_side = results["databases"]
+            versus = ratio(side_by_side["sqlite"]["rps"], side_by_side["postgresql"]["rps"])
             add(
                 variant,
-                "/users/me c64 req/s vs postgresql's",
+                "/users/me c64 req/s vs postgresql's, side by side",
                 versus,
                 ">= 1.00",
                 versus is not None and versus >= 1.0,
@@ -1669,6 +1704,7 @@ def configuration(results: dict) -> list[str]:
             f"base: 1 worker, redis no; {ROUNDS} alternating rounds of the service, the same at "
             f"LOG_LEVEL=WARNING and the limit app; for the soak (sign-ups and refreshes from "
             f"127.0.0.1) {raised}; login limits at their defaults"
+            + ("; then both variants side by side" if set(DATABASES) <= set(VARIANTS) else "")
         )
     if "stacks" in SCENARIOS:
         lines.append(
@@ -1855,6 +1891,8 @@ def main() -> int:
         results["ceiling"] = bench_ceiling()
         for variant in VARIANTS:
             results[variant] = bench_variant(variant)
+        if set(DATABASES) <= set(VARIANTS):
+            results["databases"] = bench_databases()
     if "stacks" in SCENARIOS:
         results["stacks"] = bench_stacks()
     if "scale" in SCENARIOS:

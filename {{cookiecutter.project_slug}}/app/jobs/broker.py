@@ -73,8 +73,11 @@ class RetryWithBackoff(SmartRetryMiddleware):
     """taskiq's retry middleware, bounded (JOB_MAX_ATTEMPTS) with a growing wait.
 
     The wait happens where the job failed, before the retry is queued: no scheduler process is
-    needed for delays, and {% if cookiecutter.use_redis %}the failed delivery is acknowledged only after the retry is
-    queued, so a worker that dies while waiting leaves the job pending for another.{% else %}a retry waiting in this process is lost if it stops.{% endif %}
+    needed for delays, and
+    {%- if cookiecutter.use_redis %} the failed delivery is acknowledged only after the retry is
+    queued, so a worker that dies while waiting leaves the job pending for another.
+    {%- else %} a retry waiting in this process is lost if it stops.
+    {%- endif %}
     After the last attempt the job is logged with its arguments, secrets masked.
     """
 
