@@ -26,7 +26,7 @@ from alembic.config import Config
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 {%- endif %}
-from sqlalchemy import Executable, RowMapping
+from sqlalchemy import Executable, RowMapping, text
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.engine import make_url
 {%- endif %}
@@ -119,6 +119,35 @@ UserFactory = Callable[..., Awaitable[User]]
 
 def auth_headers(user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS.create(user.id, TokenType.ACCESS).token}"}
+
+{%- if cookiecutter.database == "sqlite" %}
+
+
+def impatient_database() -> Database:
+    """The test database with a short busy timeout: a read that waited for SQLite's write lock
+    would fail fast (503) instead of after the default 5 s.
+    """
+    return Database.from_settings(make_settings(db_busy_timeout_ms=300))
+{%- else %}
+
+
+def impatient_database() -> Database:
+    """A second handle on the test database, for reads tried while a writer holds row locks
+    (PostgreSQL's reads never wait for them).
+    """
+    return Database.from_settings(TEST_SETTINGS)
+{%- endif %}
+
+
+@asynccontextmanager
+async def uncommitted_write(database: Database, statement: str) -> AsyncIterator[None]:
+    """`statement` run in a transaction that stays open (on SQLite, holding the write lock)
+    for the block, and is rolled back after it.
+    """
+    async with database.session_factory() as writer:
+        await writer.execute(text(statement))
+        yield
+        await writer.rollback()
 
 
 def alembic_config(settings: Settings) -> Config:

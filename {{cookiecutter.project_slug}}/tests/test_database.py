@@ -25,7 +25,9 @@ from tests.helpers import (
     TEST_SETTINGS,
     UserFactory,
     auth_headers,
+    impatient_database,
     make_settings,
+    uncommitted_write,
 )
 
 
@@ -244,20 +246,13 @@ async def test_admin_reads_do_not_queue_behind_a_writer(
         )
         session.add(admin)
         await session.commit()
-    {%- if cookiecutter.database == "sqlite" %}
-    # A short busy timeout: a read that waited for the write lock would fail fast.
-    database = Database.from_settings(make_settings(db_busy_timeout_ms=300))
-    {%- else %}
-    database = Database.from_settings(TEST_SETTINGS)
-    {%- endif %}
+    database = impatient_database()
     use_database(database)
+    headers = auth_headers(admin)
     try:
-        async with app.state.database.session_factory() as writer:
-            await writer.execute(text("UPDATE users SET first_name = 'Uncommitted'"))
-            headers = auth_headers(admin)
+        async with uncommitted_write(app.state.database, "UPDATE users SET first_name = 'New'"):
             listed = await committed_client.get("/api/v1/users", headers=headers)
             one = await committed_client.get(f"/api/v1/users/{admin.id}", headers=headers)
-            await writer.rollback()
     finally:
         await database.dispose()
     assert listed.status_code == 200, listed.text
@@ -337,11 +332,8 @@ async def test_lookups_read_a_snapshot_while_a_writer_holds_the_lock(
     does not queue behind a write transaction, and they see only what is committed.
     """
     headers = await signed_up(committed_client, "snapshot")
-    async with app.state.database.session_factory() as writer:
-        # BEGIN IMMEDIATE: the write lock is held until the end of this block.
-        await writer.execute(text("UPDATE users SET first_name = 'Uncommitted'"))
+    async with uncommitted_write(app.state.database, "UPDATE users SET first_name = 'New'"):
         response = await committed_client.get("/api/v1/users/me", headers=headers)
-        await writer.rollback()
     assert response.status_code == 200, response.text
     assert response.json()["first_name"] == "Test"
 

@@ -3,7 +3,7 @@
 import hashlib
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from b2sdk.v2 import RawSimulator
@@ -14,13 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers
 
 from app.api.v1.deps.storage import get_storage
+from app.core.db import Database
 from app.core.exceptions import ConflictError, PayloadTooLargeError
 from app.main import create_app
 from app.models.user import User
 from app.repos.file import FileRepository
 from app.services.back_blaze_b2 import BackBlaze, StorageError
 from app.services.files import FileService
-from tests.helpers import TEST_SETTINGS, UserFactory, auth_headers, make_settings, make_storage
+from tests.helpers import (
+    TEST_SETTINGS,
+    UserFactory,
+    auth_headers,
+    impatient_database,
+    make_settings,
+    make_storage,
+    uncommitted_write,
+)
 
 BUCKET = TEST_SETTINGS.b2_bucket_name  # created by the `b2_storage` fixture
 FILES = "/api/v1/files"
@@ -384,6 +393,46 @@ async def test_storage_outage_degrades_readiness_and_the_file_routes_only(
         },
     )
     assert signup.status_code == 201, signup.text
+
+
+async def test_file_reads_do_not_queue_behind_a_writer(
+    app: FastAPI,
+    committed_client: AsyncClient,
+    b2_storage: BackBlaze,
+    use_database: Callable[[Database], None],
+) -> None:
+    """Listing, reading and linking a file only read: while another transaction holds
+    uncommitted writes (on SQLite, the write lock), they answer instead of waiting for the lock
+    until the busy timeout ends in 503.
+    """
+    async with app.state.database.session_factory() as session:
+        owner = User(
+            username="fileowner",
+            email="fileowner@example.com",
+            first_name="File",
+            last_name="Owner",
+            hashed_password="not used",
+        )
+        session.add(owner)
+        await session.commit()
+    created = await upload(committed_client, owner)
+    assert created.status_code == 201, created.text
+    file_id = created.json()["id"]
+    database = impatient_database()
+    use_database(database)
+    headers = auth_headers(owner)
+    try:
+        async with uncommitted_write(app.state.database, "UPDATE files SET name = 'new.txt'"):
+            listed = await committed_client.get(FILES, headers=headers)
+            read = await committed_client.get(f"{FILES}/{file_id}", headers=headers)
+            link = await committed_client.get(f"{FILES}/{file_id}/download", headers=headers)
+    finally:
+        await database.dispose()
+    assert listed.status_code == 200, listed.text
+    assert [item["name"] for item in listed.json()["items"]] == ["hello.txt"]
+    assert read.status_code == 200, read.text
+    assert read.json()["name"] == "hello.txt"
+    assert link.status_code == 200, link.text
 
 
 async def test_openapi_documents_the_error_responses(client: AsyncClient) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.v1.deps.db import SessionDep
+from app.api.v1.deps.db import ReadSessionDep, SessionDep
 from app.core.config import Settings
 from app.services.back_blaze_b2 import BackBlaze
 from app.services.files import FileService
@@ -30,3 +30,16 @@ async def get_file_service(
 
 
 FileServiceDep = Annotated[FileService, Depends(get_file_service)]
+
+
+async def get_file_reader(
+    request: Request, session: ReadSessionDep, storage: StorageDep
+) -> FileService:
+    """The file service for requests that only read: on a read session, so they do not queue
+    behind writers.
+    """
+    settings: Settings = request.app.state.settings
+    return FileService(session, storage, settings)
+
+
+FileReaderDep = Annotated[FileService, Depends(get_file_reader)]

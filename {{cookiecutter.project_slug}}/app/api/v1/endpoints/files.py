@@ -5,7 +5,7 @@ from fastapi import APIRouter, File, UploadFile, status
 
 from app.api.v1.deps.auth import CurrentUser
 from app.api.v1.deps.pagination import PageDep
-from app.api.v1.deps.storage import FileServiceDep
+from app.api.v1.deps.storage import FileReaderDep, FileServiceDep
 from app.core.responses import error_responses
 from app.schemas.base import Page
 from app.schemas.file import DownloadLink, FileRead
@@ -31,7 +31,7 @@ async def upload_file(
 
 
 @router.get("", responses=error_responses(*AUTH_ERRORS, 422))
-async def list_files(user: CurrentUser, files: FileServiceDep, page: PageDep) -> Page[FileRead]:
+async def list_files(user: CurrentUser, files: FileReaderDep, page: PageDep) -> Page[FileRead]:
     items, total = await files.list(user.id, offset=page.offset, limit=page.limit)
     return Page(
         items=[FileRead.model_validate(item) for item in items],
@@ -42,7 +42,7 @@ async def list_files(user: CurrentUser, files: FileServiceDep, page: PageDep) ->
 
 
 @router.get("/{file_id}", responses=error_responses(*AUTH_ERRORS, 404, 422))
-async def read_file(file_id: uuid.UUID, user: CurrentUser, files: FileServiceDep) -> FileRead:
+async def read_file(file_id: uuid.UUID, user: CurrentUser, files: FileReaderDep) -> FileRead:
     return FileRead.model_validate(await files.get(user.id, file_id))
 
 
@@ -50,7 +50,7 @@ async def read_file(file_id: uuid.UUID, user: CurrentUser, files: FileServiceDep
     "/{file_id}/download", responses=error_responses(*AUTH_ERRORS, 404, 422, *STORAGE_ERRORS)
 )
 async def download_file(
-    file_id: uuid.UUID, user: CurrentUser, files: FileServiceDep
+    file_id: uuid.UUID, user: CurrentUser, files: FileReaderDep
 ) -> DownloadLink:
     """A temporary link that downloads the file without credentials until it expires."""
     return await files.download_link(user.id, file_id)
