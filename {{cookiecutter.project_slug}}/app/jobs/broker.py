@@ -107,9 +107,15 @@ class RetryWithBackoff(SmartRetryMiddleware):
 
 
 class Jobs:
-    """The app's jobs on one broker: methods queue them, the broker runs them{% if cookiecutter.use_redis %} in the workers{% endif %}."""
+    {%- if cookiecutter.use_redis %}
+    """The app's jobs on one broker: methods queue them, the broker runs them in the workers."""
 
-    def __init__(self, broker: {% if cookiecutter.use_redis %}DurableStreamBroker{% else %}InMemoryBroker{% endif %}) -> None:
+    def __init__(self, broker: DurableStreamBroker) -> None:
+    {%- else %}
+    """The app's jobs on one broker: methods queue them, the broker runs them."""
+
+    def __init__(self, broker: InMemoryBroker) -> None:
+    {%- endif %}
         self.broker = broker
         self.send_password_reset = broker.register_task(
             send_password_reset,

@@ -7,7 +7,10 @@ from app.services.email import EmailTemplates, Mailer
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    """What a job may use, built where the jobs run{% if cookiecutter.use_redis %} (a worker's start-up){% else %} (the app's lifespan){% endif %}; a job
+    """What a job may use, built where the jobs run
+    {%- if cookiecutter.use_redis %} (a worker's start-up)
+    {%- else %} (the app's lifespan)
+    {%- endif %}; a job
     declares `context: JobContext = TaskiqDepends()` to receive it.
     """
 
