@@ -141,8 +141,8 @@ def impatient_database() -> Database:
 
 @asynccontextmanager
 async def uncommitted_write(database: Database, statement: str) -> AsyncIterator[None]:
-    """`statement` run in a transaction that stays open (on SQLite, holding the write lock)
-    for the block, and is rolled back after it.
+    """`statement` run in a transaction that stays open for the block, holding its locks, and
+    is rolled back after it.
     """
     async with database.session_factory() as writer:
         await writer.execute(text(statement))

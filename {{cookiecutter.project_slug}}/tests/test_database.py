@@ -232,8 +232,7 @@ async def test_admin_reads_do_not_queue_behind_a_writer(
     app: FastAPI, committed_client: AsyncClient, use_database: Callable[[Database], None]
 ) -> None:
     """The admin's list and lookup only read: while another transaction holds uncommitted
-    writes (on SQLite, the write lock), they answer from what is committed instead of waiting
-    for the lock until the busy timeout ends in 503.
+    writes and their locks, they answer at once from what is committed.
     """
     async with app.state.database.session_factory() as session:
         admin = User(

@@ -402,8 +402,7 @@ async def test_file_reads_do_not_queue_behind_a_writer(
     use_database: Callable[[Database], None],
 ) -> None:
     """Listing, reading and linking a file only read: while another transaction holds
-    uncommitted writes (on SQLite, the write lock), they answer instead of waiting for the lock
-    until the busy timeout ends in 503.
+    uncommitted writes and their locks, they answer at once from what is committed.
     """
     async with app.state.database.session_factory() as session:
         owner = User(

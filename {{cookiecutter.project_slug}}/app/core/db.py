@@ -145,7 +145,8 @@ class Database:
         self.engine = engine
         self.session_factory = async_sessionmaker(engine, expire_on_commit=False)
         self._read_engine = read_only(engine)
-        # For requests that only read: they must not queue for the write lock behind writers.
+        # For requests that only read: sessions on read_only()'s engine, which never wait for
+        # writers.
         self.read_session_factory = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._read_slots = asyncio.Semaphore(read_slots)
         self._read_wait_seconds = read_wait_seconds
