@@ -26,6 +26,7 @@ from alembic.config import Config
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 {%- endif %}
+from httpx import AsyncClient
 from sqlalchemy import Executable, RowMapping, text
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.engine import make_url
@@ -119,6 +120,18 @@ UserFactory = Callable[..., Awaitable[User]]
 
 def auth_headers(user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS.create(user.id, TokenType.ACCESS).token}"}
+
+
+async def login_tokens(
+    client: AsyncClient, username: str, password: str = DEFAULT_PASSWORD
+) -> dict[str, str]:
+    """The token pair of a login through the API that must succeed."""
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
 
 {%- if cookiecutter.database == "sqlite" %}
 

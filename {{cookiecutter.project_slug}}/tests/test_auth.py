@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import field_sizes
 from app.core.auth import PasswordHasher
-from tests.helpers import DEFAULT_PASSWORD, UserFactory
+from tests.helpers import DEFAULT_PASSWORD, UserFactory, login_tokens
 
 SIGNUP = {
     "username": "Grace",
@@ -28,17 +28,6 @@ USER_FIELDS = {
     "created_at",
     "updated_at",
 }
-
-
-async def login(
-    client: AsyncClient, username: str, password: str = DEFAULT_PASSWORD
-) -> dict[str, str]:
-    response = await client.post(
-        "/api/v1/auth/login", data={"username": username, "password": password}
-    )
-    assert response.status_code == 200, response.text
-    tokens: dict[str, str] = response.json()
-    return tokens
 
 
 async def test_signup_returns_the_user_without_secrets(client: AsyncClient) -> None:
@@ -117,7 +106,7 @@ async def test_signup_rejects_invalid_fields(client: AsyncClient, changes: dict[
 async def test_login_with_username_or_email(client: AsyncClient, make_user: UserFactory) -> None:
     user = await make_user()
     for login_name in (user.username, user.email.upper()):
-        tokens = await login(client, login_name)
+        tokens = await login_tokens(client, login_name)
         assert tokens["token_type"] == "bearer"
         assert tokens["expires_in"] == 30 * 60
         me = await client.get(
@@ -174,7 +163,7 @@ async def test_inactive_user_cannot_log_in(client: AsyncClient, make_user: UserF
 
 async def test_refresh_rotates_the_pair(client: AsyncClient, make_user: UserFactory) -> None:
     user = await make_user()
-    first = await login(client, user.username)
+    first = await login_tokens(client, user.username)
     # Back to back: the login's token must already be committed when its response arrives.
     response = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
@@ -192,8 +181,8 @@ async def test_reusing_a_rotated_token_revokes_the_family(
     client: AsyncClient, make_user: UserFactory
 ) -> None:
     user = await make_user()
-    first = await login(client, user.username)
-    other_session = await login(client, user.username)
+    first = await login_tokens(client, user.username)
+    other_session = await login_tokens(client, user.username)
     rotated = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
@@ -216,7 +205,7 @@ async def test_reusing_a_rotated_token_revokes_the_family(
 
 async def test_logout_kills_the_refresh_token(client: AsyncClient, make_user: UserFactory) -> None:
     user = await make_user()
-    tokens = await login(client, user.username)
+    tokens = await login_tokens(client, user.username)
     response = await client.post(
         "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
     )
@@ -231,8 +220,8 @@ async def test_refresh_refused_for_deactivated_and_deleted_users(
     client: AsyncClient, make_user: UserFactory, session: AsyncSession
 ) -> None:
     inactive, deleted = await make_user(), await make_user()
-    inactive_tokens = await login(client, inactive.username)
-    deleted_tokens = await login(client, deleted.username)
+    inactive_tokens = await login_tokens(client, inactive.username)
+    deleted_tokens = await login_tokens(client, deleted.username)
     inactive.is_active = False
     await session.delete(deleted)
     await session.flush()

@@ -37,6 +37,7 @@ from tests.helpers import (
     DEFAULT_PASSWORD,
     MailCatcher,
     UserFactory,
+    login_tokens,
     mail_parts,
     {%- if cookiecutter.use_redis %}
     running_jobs,
@@ -83,19 +84,11 @@ def token_from(text: str) -> str:
     return match.group(1)
 
 
-async def login(client: AsyncClient, password: str) -> dict[str, str]:
-    form = {"username": SIGNUP["username"], "password": password}
-    response = await client.post("/api/v1/auth/login", data=form)
-    assert response.status_code == 200, response.text
-    tokens: dict[str, str] = response.json()
-    return tokens
-
-
 async def test_a_forgotten_password_is_reset_through_the_mailed_link(
     mail_client: AsyncClient, outbox: MailCatcher
 ) -> None:
     assert (await mail_client.post("/api/v1/auth/signup", json=SIGNUP)).status_code == 201
-    old = await login(mail_client, DEFAULT_PASSWORD)
+    old = await login_tokens(mail_client, SIGNUP["username"], DEFAULT_PASSWORD)
 
     requested = await mail_client.post(REQUEST, json={"email": "Forgetful@Example.com"})
     assert requested.status_code == 202, requested.text
@@ -116,7 +109,7 @@ async def test_a_forgotten_password_is_reset_through_the_mailed_link(
         "/api/v1/auth/login", data={"username": "forgetful", "password": DEFAULT_PASSWORD}
     )
     assert failed.status_code == 401
-    await login(mail_client, NEW_PASSWORD)
+    await login_tokens(mail_client, SIGNUP["username"], NEW_PASSWORD)
     refreshed = await mail_client.post(
         "/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]}
     )

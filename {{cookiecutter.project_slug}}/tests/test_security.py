@@ -20,6 +20,7 @@ from tests.helpers import (
     TEST_SETTINGS,
     UserFactory,
     auth_headers,
+    login_tokens,
     make_settings,
 )
 
@@ -189,20 +190,11 @@ async def test_clock_skew_is_allowed_within_the_leeway(
     assert response.status_code == status, response.text
 
 
-async def login_pair(client: AsyncClient, username: str, password: str) -> dict[str, str]:
-    response = await client.post(
-        "/api/v1/auth/login", data={"username": username, "password": password}
-    )
-    assert response.status_code == 200, response.text
-    tokens: dict[str, str] = response.json()
-    return tokens
-
-
 async def test_a_password_change_ends_earlier_access_tokens(
     client: AsyncClient, make_user: UserFactory
 ) -> None:
     user = await make_user()
-    old = await login_pair(client, user.username, DEFAULT_PASSWORD)
+    old = await login_tokens(client, user.username, DEFAULT_PASSWORD)
     old_headers = {"Authorization": f"Bearer {old['access_token']}"}
     changed = await client.post(
         "/api/v1/users/me/password",
@@ -213,7 +205,7 @@ async def test_a_password_change_ends_earlier_access_tokens(
     refused = await client.get("/api/v1/users/me", headers=old_headers)
     assert refused.status_code == 401
     assert refused.json()["detail"] == "Token issued before the credentials changed"
-    new = await login_pair(client, user.username, "another sound one")
+    new = await login_tokens(client, user.username, "another sound one")
     fresh = await client.get(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {new['access_token']}"}
     )
@@ -224,7 +216,7 @@ async def test_deactivation_ends_every_session_for_good(
     client: AsyncClient, make_user: UserFactory
 ) -> None:
     admin, user = await make_user(is_superuser=True), await make_user()
-    old = await login_pair(client, user.username, DEFAULT_PASSWORD)
+    old = await login_tokens(client, user.username, DEFAULT_PASSWORD)
     for is_active in (False, True):
         response = await client.patch(
             f"/api/v1/users/{user.id}", json={"is_active": is_active}, headers=auth_headers(admin)
@@ -239,7 +231,7 @@ async def test_deactivation_ends_every_session_for_good(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {old['access_token']}"}
     )
     assert me.status_code == 401
-    await login_pair(client, user.username, DEFAULT_PASSWORD)
+    await login_tokens(client, user.username, DEFAULT_PASSWORD)
 
 
 # --- Look-alike accounts ------------------------------------------------------------------
@@ -279,4 +271,4 @@ async def test_login_finds_the_account_by_its_compatibility_form(
     client: AsyncClient, make_user: UserFactory
 ) -> None:
     await make_user(username="alice", email="alice@example.com")
-    await login_pair(client, "\uff41lice", DEFAULT_PASSWORD)
+    await login_tokens(client, "\uff41lice", DEFAULT_PASSWORD)
