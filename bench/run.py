@@ -1210,6 +1210,7 @@ def bench_addresses() -> dict:
             out["health_64_during_storm"], out["storm"] = measured_during(
                 storm(10), health, f"{name}.health_during_storm", f"{name}.storm", storm_seconds
             )
+            out["storm_seconds"] = storm_seconds
             # A count per storm address: only those whose attempt was hashed have one.
             out["storm_addresses_counted"] = redis_keys(
                 prefix, under="limits:LIMITER/login_address/10."
@@ -1846,13 +1847,17 @@ def address_targets(found: dict, add) -> None:
         "== 0",
         unexpected == 0,
     )
-    counted, hashed = found["storm_addresses_counted"], status_count(found["storm"], 401)
+    # Only attempts that are hashed count their address: the account's budget in each window
+    # the storm spans (some answered after wrk stopped counting).
+    budget = int(found["rate_limits"].get("RATE_LIMIT_LOGIN_ACCOUNT", "5/").split("/")[0])
+    hashable = budget * (math.ceil(found["storm_seconds"] / 60) + 1)
+    counted = found["storm_addresses_counted"]
     add(
         v,
         "address storm: addresses with a count in Redis",
         counted,
-        f"<= its hashed attempts (401: {hashed})",
-        counted <= hashed,
+        f"<= the account's budget per minute of storm ({hashable})",
+        counted <= hashable,
     )
     health_p99_target(
         add, v, "/health p99 in the address storm vs alone", found["health_64_during_storm"]
