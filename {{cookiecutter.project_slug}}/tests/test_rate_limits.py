@@ -6,7 +6,11 @@ client is{% if cookiecutter.use_redis %}; shared through Redis, and kept per pro
 import asyncio
 {% endif -%}
 from collections import OrderedDict
+{%- if cookiecutter.use_redis %}
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+{%- else %}
+from collections.abc import AsyncIterator, Callable, Iterator
+{%- endif %}
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
