@@ -58,7 +58,8 @@ clean:
 # make bench: render the SQLite and PostgreSQL variants into build/bench and serve each as its
 # Dockerfile does, next to a bare FastAPI ceiling and a limit app for /users/me on the same
 # stack; compare server stacks (uvloop versions, asyncio, granian); then the scale-out scenarios
-# (PostgreSQL + Redis, 1 vs 2 workers, a wrong-password storm). wrk loads them over 127.0.0.1;
+# (PostgreSQL + Redis, 1 vs 2 workers, a wrong-password storm) and a storm from 200,000
+# distinct client addresses (BENCH_SCENARIOS=addresses). wrk loads them over 127.0.0.1;
 # prints one table and the targets, writes build/bench.json. Not part of make test. Shorter:
 # make bench BENCH_SECONDS=3 SOAK_SECONDS=10; one group: make bench BENCH_SCENARIOS=stacks
 # (see bench/run.py for every knob).

@@ -66,6 +66,41 @@ MUTANTS: dict[str, Mutant] = {
         'connection.exec_driver_sql("BEGIN")',
         "tests/test_database.py::test_concurrent_read_then_write_requests_all_succeed",
     ),
+    "address-key-includes-the-source-port": Mutant(
+        "app/core/rate_limit.py",
+        'return str(client[0]) if client else "unknown"',
+        'return f"{client[0]}:{client[1]}" if client else "unknown"',
+        "tests/test_rate_limits.py::test_failed_logins_are_limited_per_address",
+    ),
+    "login-guard-lets-blocked-addresses-through": Mutant(
+        "app/middleware/login_guard.py",
+        ' or limiter.known_blocked("login_address", client_address(scope))',
+        "",
+        "tests/test_rate_limits.py::test_an_address_known_to_be_blocked_is_refused_before_routing",
+    ),
+    "log-cap-holds-lines-instead-of-writing": Mutant(
+        "app/core/logger.py",
+        "if urgent or len(self._pending) >= MAX_PENDING_LINES:",
+        "if urgent:",
+        "tests/test_app.py::test_a_pass_of_the_event_loop_that_logs_10000_lines_holds_few_of_them",
+    ),
+    "limits-stay-local-after-redis-recovers": Mutant(
+        "app/core/rate_limit.py",
+        '            logger.info("Redis reachable again: rate limits are shared again")\n'
+        "            self._shared_down_since = None\n",
+        '            logger.info("Redis reachable again: rate limits are shared again")\n',
+        "tests/test_rate_limits.py::test_after_a_redis_outage_the_limits_are_shared_again",
+        (("database", "postgresql"), ("use_redis", True)),
+    ),
+    "every-request-probes-a-down-redis": Mutant(
+        "app/core/rate_limit.py",
+        "meanwhile on memory: one probe, and nobody waits for it.\n"
+        "            self._shared_down_since = time.monotonic()\n",
+        "meanwhile on memory: one probe, and nobody waits for it.\n",
+        "tests/test_rate_limits.py::"
+        "test_while_redis_hangs_one_request_tries_it_and_the_others_do_not_wait",
+        (("database", "postgresql"), ("use_redis", True)),
+    ),
 }
 
 

@@ -3,12 +3,15 @@ Alembic, and a rollback per test through a dependency override.
 """
 
 import asyncio
+{%- if cookiecutter.use_redis %}
+import shutil
+{%- endif %}
 import socket
 {%- if cookiecutter.use_redis %}
 import uuid
 {%- endif %}
 from collections.abc import AsyncIterator, Callable, Iterator
-{%- if cookiecutter.database == "sqlite" %}
+{%- if cookiecutter.database == "sqlite" or cookiecutter.use_redis %}
 from pathlib import Path
 {%- endif %}
 from typing import Any
@@ -69,6 +72,9 @@ from tests.helpers import (
     TEST_SETTINGS,
     TOKENS,
     MailCatcher,
+    {%- if cookiecutter.use_redis %}
+    PrivateRedis,
+    {%- endif %}
     RollbackDatabase,
     UserFactory,
     alembic_config,
@@ -153,6 +159,23 @@ async def redis_server() -> AsyncIterator[bool]:
 def redis_required(redis_server: bool) -> None:
     if not redis_server:
         pytest.skip(f"Redis is not reachable at {TEST_REDIS_URL!r}")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own, started, for outages made for real; stopped at the
+    end. Needs `redis-server` on PATH (REQUIRE_REDIS=1 fails without it).
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        reason = "redis-server is not on PATH (Debian: apt-get install redis-server)"
+        if REQUIRE_REDIS:
+            pytest.fail(f"{reason} (REQUIRE_REDIS=1)")
+        pytest.skip(reason)
+    server = PrivateRedis(executable, tmp_path)
+    server.start()
+    yield server
+    server.stop()
 {%- endif %}
 
 

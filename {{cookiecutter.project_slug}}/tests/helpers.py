@@ -7,7 +7,12 @@ import contextlib
 import email
 import email.policy
 import os
-{%- if cookiecutter.database == "postgresql" %}
+{%- if cookiecutter.use_redis %}
+import signal
+import socket
+import subprocess
+{%- endif %}
+{%- if cookiecutter.database == "postgresql" or cookiecutter.use_redis %}
 import time
 {%- endif %}
 {%- if cookiecutter.database == "postgresql" or cookiecutter.use_redis %}
@@ -327,3 +332,59 @@ async def running_jobs(settings: Settings) -> AsyncIterator[Jobs]:
         await jobs.stop()
         await database.dispose()
     {%- endif %}
+{%- if cookiecutter.use_redis %}
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, for outages made for real: stopped
+    (nothing listens: connections are refused), frozen (SIGSTOP: connections are accepted by
+    the kernel and nothing answers, as a hung server) and started again, empty.
+    """
+
+    def __init__(self, executable: str, directory: Path) -> None:
+        self.executable = executable
+        self.directory = directory
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = [self.executable, "--bind", "127.0.0.1", "--port", str(self.port)]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(  # noqa: S603 - the server found on PATH, fixed arguments
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection,
+            ):
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.02)
+        self.stop()
+        raise AssertionError(f"redis-server did not answer on port {self.port} within 10 s")
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGCONT)  # a frozen server handles SIGTERM only then
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process = None
+{%- endif %}

@@ -6,13 +6,14 @@ import json
 import re
 import secrets
 from datetime import datetime
+from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
 from loguru import logger
 
 from app.core.config import Environment, Settings
-from app.core.logger import LogStream
+from app.core.logger import MAX_PENDING_LINES, LogStream
 from app.main import create_app
 from tests.helpers import MAIL_SETTINGS, TEST_SETTINGS, make_settings
 
@@ -172,12 +173,16 @@ async def test_json_request_line_holds_any_path(capsys: pytest.CaptureFixture[st
 
 
 class CountingStream(io.StringIO):
-    """A text stream that counts its writes (each is a system call on a real pipe)."""
+    """A text stream that counts its writes (each is a system call on a real pipe) and the
+    lines they carry.
+    """
 
     writes = 0
+    lines = 0
 
     def write(self, text: str) -> int:
         self.writes += 1
+        self.lines += text.count("\n")
         return super().write(text)
 
 
@@ -197,6 +202,37 @@ async def test_log_lines_of_one_event_loop_pass_go_out_in_one_write() -> None:
     stream.write_line("last\n")
     stream.close()
     assert out.getvalue().endswith("error\nlast\n")
+
+
+async def test_a_pass_of_the_event_loop_that_logs_10000_lines_holds_few_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = CountingStream()
+    stream = LogStream(out)
+    loop = asyncio.get_running_loop()
+    scheduled: list[object] = []
+    real_call_soon = loop.call_soon
+
+    def counting_call_soon(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        if getattr(callback, "__self__", None) is stream:
+            scheduled.append(callback)
+        return real_call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", counting_call_soon)
+    lines = [f"line {n}\n" for n in range(10_000)]
+    most_held = 0
+    for logged, line in enumerate(lines, start=1):  # no await: one pass of the loop
+        stream.write_line(line)
+        most_held = max(most_held, logged - out.lines)
+    assert most_held <= MAX_PENDING_LINES
+    # Written in batches as the pass goes, with one write due at its end: not a write, nor a
+    # callback, per line.
+    assert out.writes <= len(lines) // MAX_PENDING_LINES
+    assert len(scheduled) == 1
+    await asyncio.sleep(0)
+    assert out.getvalue() == "".join(lines)
+    assert len(scheduled) == 1
+    stream.close()
 
 
 def test_log_lines_outside_the_event_loop_go_out_at_once() -> None:

@@ -2,7 +2,15 @@
 client is{% if cookiecutter.use_redis %}; shared through Redis, and kept per process while Redis is down{% endif %}.
 """
 
-from collections.abc import AsyncIterator, Callable
+{% if cookiecutter.use_redis -%}
+import asyncio
+{% endif -%}
+from collections import OrderedDict
+{%- if cookiecutter.use_redis %}
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+{%- else %}
+from collections.abc import AsyncIterator, Callable, Iterator
+{%- endif %}
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -12,14 +20,23 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from loguru import logger
 from pydantic import ValidationError
+{%- if cookiecutter.use_redis %}
+from redis.asyncio import Redis
+{%- endif %}
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.api.v1.deps.db import get_database
+from app.core import rate_limit
+from app.core.exceptions import RateLimitedError
 from app.core.rate_limit import RateLimiter
 from app.main import create_app
 from tests.helpers import (
     DEFAULT_PASSWORD,
+    {%- if cookiecutter.use_redis %}
+    PrivateRedis,
+    {%- endif %}
     UserFactory,
     auth_headers,
     make_settings,
@@ -117,13 +134,19 @@ async def test_successful_logins_do_not_use_the_account_budget(
 
 
 async def test_failed_logins_are_limited_per_address(
-    limited_app: FastAPI, limited: AsyncClient, make_user: UserFactory
+    limited_app: FastAPI, make_user: UserFactory
 ) -> None:
+    """The address alone is the key: each attempt comes over a new connection (another source
+    port, as a client's every new connection has), and all of them share one budget.
+    """
     users = [await make_user() for _ in range(3)]
+    host, port = CLIENT
     for attempt in range(5):
-        response = await login(limited, users[attempt % 3].username, "wrong password")
+        async with client_for(limited_app, (host, port + attempt)) as connection:
+            response = await login(connection, users[attempt % 3].username, "wrong password")
         assert response.status_code == 401
-    assert_limited(await login(limited, users[0].username, DEFAULT_PASSWORD))
+    async with client_for(limited_app, (host, port + 5)) as connection:
+        assert_limited(await login(connection, users[0].username, DEFAULT_PASSWORD))
     async with client_for(limited_app, OTHER_CLIENT) as elsewhere:
         assert (await login(elsewhere, users[0].username, DEFAULT_PASSWORD)).status_code == 200
 
@@ -188,6 +211,104 @@ async def test_a_key_known_to_be_blocked_costs_no_round_trip(
     other = await make_user()
     assert (await login(limited, other.username, DEFAULT_PASSWORD)).status_code == 200
     assert lookups
+
+
+async def test_an_address_known_to_be_blocked_is_refused_before_routing(
+    limited_app: FastAPI,
+    limited: AsyncClient,
+    make_user: UserFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The login guard answers 429 for an address it knows is used up, whatever the account:
+    no routing, no limiter lookup, no database session.
+    """
+    users = [await make_user() for _ in range(3)]
+    for attempt in range(5):
+        await login(limited, users[attempt % 3].username, "wrong password")
+    assert_limited(await login(limited, users[0].username, "wrong password"))  # now known
+    fresh = await make_user()  # an account with its whole budget
+    work: list[str] = []
+
+    def counting(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        async def count(*args: Any, **kwargs: Any) -> Any:
+            work.append(name)
+            return await real(*args, **kwargs)
+
+        return count
+
+    for method in ("hit", "check", "_run"):
+        monkeypatch.setattr(RateLimiter, method, counting(method, getattr(RateLimiter, method)))
+    router = limited_app.router
+    monkeypatch.setattr(router, "middleware_stack", counting("routing", router.middleware_stack))
+    test_database = limited_app.dependency_overrides[get_database]
+
+    async def counting_database() -> Any:  # no parameters, as FastAPI reads them
+        work.append("database")
+        return await test_database()
+
+    monkeypatch.setitem(limited_app.dependency_overrides, get_database, counting_database)
+
+    assert_limited(await login(limited, fresh.username, DEFAULT_PASSWORD))
+    assert work == []
+    # The same login from another address goes the whole way.
+    async with client_for(limited_app, OTHER_CLIENT) as elsewhere:
+        assert (await login(elsewhere, fresh.username, DEFAULT_PASSWORD)).status_code == 200
+    assert {"routing", "check", "_run", "database"} <= set(work)
+
+
+async def test_a_full_memory_of_used_up_keys_makes_room_without_a_pass_over_it(
+    limited_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the cap, a newly used-up key takes the place of the one remembered longest: one
+    eviction, not a pass over every key (a rebuild of 100,000 keys per new key stalls the
+    event loop under a storm of distinct keys).
+    """
+    cap = 50
+    monkeypatch.setattr(rate_limit, "BLOCKED_KEYS_MAX", cap)
+    limiter: RateLimiter = limited_app.state.rate_limiter
+    remembered = limiter._blocked_until = ScanCountingDict()
+
+    async def use_up(address: str) -> None:
+        for _ in range(2):  # LIMITS: signup 2/minute
+            await limiter.hit("signup", address)
+        with pytest.raises(RateLimitedError):
+            await limiter.hit("signup", address)
+
+    addresses = [f"198.51.100.{n}" for n in range(cap + 2)]
+    for address in addresses[:cap]:
+        await use_up(address)
+    assert len(remembered) == cap
+    remembered.scans = 0
+    for address in addresses[cap:]:
+        await use_up(address)
+    assert limiter._blocked_until is remembered
+    assert remembered.scans == 0
+    assert len(remembered) == cap
+    # The two remembered longest made room; every other key is still refused from memory.
+    known = [limiter.known_blocked("signup", address) is not None for address in addresses]
+    assert known == [False, False] + [True] * cap
+
+
+class ScanCountingDict(OrderedDict[tuple[str, str], float]):
+    """The limiter's memory of used-up keys, counting every pass over its entries."""
+
+    scans = 0
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        self.scans += 1
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self.scans += 1
+        return super().keys()
+
+    def values(self) -> Any:
+        self.scans += 1
+        return super().values()
+
+    def items(self) -> Any:
+        self.scans += 1
+        return super().items()
 
 
 @pytest.mark.parametrize(
@@ -303,6 +424,113 @@ async def test_redis_outage_falls_back_to_memory_and_is_logged_once(
     assert ready.json()["checks"]["redis"] == "down"
     outage_lines = [line for line in lines if "Redis unreachable" in line]
     assert len(outage_lines) == 1, lines
+
+
+async def test_while_redis_hangs_one_request_tries_it_and_the_others_do_not_wait(
+    private_redis: PrivateRedis, running_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stops (the outage is noticed), then comes back hung: the one request that tries it
+    again waits for it, and the requests arriving meanwhile are answered from memory.
+    """
+    lines: list[str] = []
+    settings = {
+        "redis_url": private_redis.url,
+        "redis_socket_timeout": 5,  # how long the probe waits for the hung server, at most
+        "rate_limit_signup": "1000/minute",
+    }
+    async with running_app(log_to=lines, **settings) as app, client_for(app) as client:
+        assert (await client.post(SIGNUP, json={})).status_code == 422  # counted in Redis
+        private_redis.stop()
+        assert (await client.post(SIGNUP, json={})).status_code == 422  # counted in memory
+        private_redis.start()
+        private_redis.freeze()  # accepts connections, answers nothing
+        shared = StorageCalls(app.state.rate_limiter._shared.storage, monkeypatch)
+        await asyncio.sleep(rate_limit.REDIS_RETRY_SECONDS)  # the next try is due
+        probe = asyncio.create_task(client.post(SIGNUP, json={}))
+
+        async def probing() -> bool:
+            return shared.started == 1
+
+        await until(probing)
+        burst = await asyncio.gather(*(client.post(SIGNUP, json={}) for _ in range(50)))
+        assert [response.status_code for response in burst] == [422] * 50
+        # Every request of the burst was answered while the probe was still waiting.
+        assert (shared.started, shared.in_flight) == (1, 1)
+        private_redis.thaw()
+        assert (await probe).status_code == 422
+    assert sum("Redis unreachable" in line for line in lines) == 1, lines
+
+
+async def test_after_a_redis_outage_the_limits_are_shared_again(
+    private_redis: PrivateRedis, running_app: AppFactory, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    # password_change: the budget the test watches Redis come back with.
+    settings = {"redis_url": private_redis.url, "rate_limit_password_change": "1000/minute"}
+    async with (
+        running_app(**settings) as first,
+        running_app(**settings) as second,
+        client_for(first) as one,
+        client_for(second) as two,
+    ):
+        private_redis.stop()
+        for client in (one, two):  # each counts in its own memory
+            assert (await login(client, user.username, "wrong")).status_code == 401
+        private_redis.start()  # back, and empty
+        for app in (first, second):
+            await until_counting_in_redis(app, private_redis)
+        for client in (one, two, one):
+            assert (await login(client, user.username, "wrong")).status_code == 401
+        assert_limited(await login(two, user.username, "wrong"))
+        assert_limited(await login(one, user.username, "wrong"))
+
+
+SIGNUP = "/api/v1/auth/signup"
+
+
+class StorageCalls:
+    """Counts the calls that reach a limit storage, and those still waiting for its answer."""
+
+    def __init__(self, storage: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started = 0
+        self.in_flight = 0
+        for method in ("acquire_entry", "get_moving_window"):
+            monkeypatch.setattr(storage, method, self._counting(getattr(storage, method)))
+
+    def _counting(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.started += 1
+            self.in_flight += 1
+            try:
+                return await real(*args, **kwargs)
+            finally:
+                self.in_flight -= 1
+
+        return call
+
+
+async def until(condition: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        assert loop.time() < deadline, f"{condition.__name__}: not within {within} s"
+        await asyncio.sleep(0.02)
+
+
+async def until_counting_in_redis(app: FastAPI, server: PrivateRedis) -> None:
+    """Count attempts with the app's limiter until one lands in Redis."""
+    limiter: RateLimiter = app.state.rate_limiter
+    marker = f"recovery-{id(app)}"
+    redis = Redis.from_url(server.url)
+
+    async def counted_in_redis() -> bool:
+        await limiter.hit("password_change", marker)
+        return bool(await redis.keys(f"*{marker}*"))
+
+    try:
+        await until(counted_in_redis)
+    finally:
+        await redis.aclose()
 {%- else %}
 
 

@@ -30,7 +30,8 @@ TEXT_FORMAT = (
     "{extra[request_id]} | <cyan>{name}</cyan> - <level>{message}</level>"
 )
 REQUEST_LOGGER = "app.middleware.logging"
-# A pass of the event loop that logs more than this writes them out without waiting for its end.
+# A pass of the event loop that logs this many lines writes them out at once, without waiting
+# for its end: however much one pass logs, at most this many lines are held.
 MAX_PENDING_LINES = 256
 # request_id, method, path, status, duration in ms
 RequestLog = Callable[[str, str, str, int, float], None]
@@ -59,10 +60,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class LogStream:
-    """Log lines for a text stream, written at most once per pass of the event loop.
+    """Log lines for a text stream, written once per pass of the event loop.
 
     Under load, many requests end in one pass of the loop: their lines go out together in one
-    write when the pass ends, instead of one write (a system call on a pipe) each. Lines logged
+    write when the pass ends, instead of one write (a system call on a pipe) each; a pass that
+    logs more writes every `MAX_PENDING_LINES` lines, so its lines never pile up. Lines logged
     outside the loop (start-up, worker threads, the CLI) and errors are written at once; pending
     lines are written when loguru removes the sink (shutdown, reconfiguration) and at exit, so
     a stopping or failing process loses none.
@@ -78,17 +80,24 @@ class LogStream:
     def write_line(self, line: str, *, urgent: bool = False) -> None:
         with self._lock:
             self._pending.append(line)
-            if self._write_due and not urgent and len(self._pending) < MAX_PENDING_LINES:
-                return
-            loop = None if urgent else _running_loop()
-            if loop is None:
+            if urgent or len(self._pending) >= MAX_PENDING_LINES:
                 self._write_pending()
-            else:
-                loop.call_soon(self.flush)
-                self._write_due = True
+            elif not self._write_due:
+                loop = _running_loop()
+                if loop is None:
+                    self._write_pending()
+                else:
+                    # One write at the end of this pass, however many lines it logs.
+                    loop.call_soon(self._write_due_lines)
+                    self._write_due = True
 
     def flush(self) -> None:
         with self._lock:
+            self._write_pending()
+
+    def _write_due_lines(self) -> None:
+        with self._lock:
+            self._write_due = False
             self._write_pending()
 
     def close(self) -> None:
@@ -96,7 +105,6 @@ class LogStream:
         atexit.unregister(self.flush)
 
     def _write_pending(self) -> None:
-        self._write_due = False
         if not self._pending:
             return
         text = "".join(self._pending)

@@ -4,8 +4,8 @@
 
 The counts live in Redis, shared by every worker and replica. When Redis cannot be reached,
 the limits fall back to this process's memory, so requests keep being answered and limited:
-the outage is logged once when it starts and once when it ends, and Redis is tried again at
-most once every `REDIS_RETRY_SECONDS` meanwhile.
+the outage is logged once when it starts and once when it ends. Meanwhile one request at a time
+tries Redis again, at most once every `REDIS_RETRY_SECONDS`; the others do not wait for it.
 {%- else %}
 
 The counts live in this process's memory: each worker process counts on its own.
@@ -16,6 +16,7 @@ import hashlib
 import math
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,8 +44,8 @@ REDIS_RETRY_SECONDS = 1.0
 {%- endif %}
 
 T = TypeVar("T")
-# Keys remembered as used up, at most; past that, expired ones are dropped and, if the store is
-# still full, new ones are simply asked of the storage every time.
+# Keys remembered as used up, at most; past that, each new one makes room by forgetting the one
+# remembered longest (which then costs a round trip to the storage again, nothing more).
 BLOCKED_KEYS_MAX = 100_000
 
 
@@ -109,8 +110,8 @@ class RateLimiter:
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         # (limit name, key) -> when its window frees up. A moving window gains no capacity
         # before then, so a key known to be used up is refused without asking the storage:
-        # a blocked attempt costs no round trip.
-        self._blocked_until: dict[tuple[str, str], float] = {}
+        # a blocked attempt costs no round trip. Oldest first: making room is O(1).
+        self._blocked_until: OrderedDict[tuple[str, str], float] = OrderedDict()
         {%- if cookiecutter.use_redis %}
         storage = RedisStorage(
             "async+redis://",
@@ -159,11 +160,11 @@ class RateLimiter:
         return self.limits[name]
 
     def _blocked(self, name: str, key: str, state: LimitState) -> RateLimitedError:
-        if len(self._blocked_until) >= BLOCKED_KEYS_MAX:
-            now = time.time()
-            self._blocked_until = {k: t for k, t in self._blocked_until.items() if t > now}
-        if len(self._blocked_until) < BLOCKED_KEYS_MAX:
-            self._blocked_until[(name, key)] = state.reset_at
+        blocked = self._blocked_until
+        blocked.pop((name, key), None)
+        if len(blocked) >= BLOCKED_KEYS_MAX:
+            blocked.popitem(last=False)
+        blocked[(name, key)] = state.reset_at
         return state.error()
 
     async def reset(self) -> None:
@@ -181,24 +182,27 @@ class RateLimiter:
 
     async def _run(self, operation: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
         """On Redis while it answers; on this process's memory while it does not."""
-        now = time.monotonic()
         down_since = self._shared_down_since
-        if down_since is None or now - down_since >= REDIS_RETRY_SECONDS:
-            try:
-                result = await operation(self._shared)
-            except (StorageError, ConnectionError, TimeoutError) as exc:
-                if down_since is None:
-                    logger.warning(
-                        "Redis unreachable ({}): rate limits fall back to this process's memory",
-                        type(exc).__name__,
-                    )
-                self._shared_down_since = now
-            else:
-                if down_since is not None:
-                    logger.info("Redis reachable again: rate limits are shared again")
-                    self._shared_down_since = None
-                return result
-        return await operation(self._memory)
+        if down_since is not None:
+            if time.monotonic() - down_since < REDIS_RETRY_SECONDS:
+                return await operation(self._memory)
+            # This request tries Redis again. Pushing the next try out before awaiting it keeps
+            # the requests that arrive meanwhile on memory: one probe, and nobody waits for it.
+            self._shared_down_since = time.monotonic()
+        try:
+            result = await operation(self._shared)
+        except StorageError as exc:  # what `limits` makes of every Redis error
+            if self._shared_down_since is None:
+                logger.warning(
+                    "Redis unreachable ({}): rate limits fall back to this process's memory",
+                    type(exc.storage_error).__name__,
+                )
+            self._shared_down_since = time.monotonic()
+            return await operation(self._memory)
+        if down_since is not None:
+            logger.info("Redis reachable again: rate limits are shared again")
+            self._shared_down_since = None
+        return result
     {%- else %}
 
     async def _run(self, operation: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
