@@ -95,8 +95,8 @@ async def create_superuser(database: Database, settings: Settings, data: UserCre
 async def _on_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
     """Run `work` on the database of the environment's settings, then close it.
 
-    The commands use the database and password hashing only: they need none of the secrets of
-    the API or the worker (no Need).
+    The commands use the database and password hashing only: they need no secret but the
+    database's (no Need).
     """
     settings = load_settings()
     database = Database.from_settings(settings)

@@ -167,9 +167,8 @@ def test_purge_from_the_command_line(clean_database: None, tmp_path: Path) -> No
 def test_migrations_and_commands_need_only_the_database_settings(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    """A release in prod, as the migration Job and the purge CronJob run it: the database
-    settings alone, none of the secrets of the API or the worker (the API refuses to start so:
-    tests/test_settings.py).
+    """Migrating and the commands in prod with the database settings alone: no secret but the
+    database's (the API refuses to start so: tests/test_settings.py).
     """
     settings = {"DATABASE_URL": empty_database_url, "CURRENT_ENVIRONMENT": "prod"}
     alembic_ini = str(PROJECT_ROOT / "alembic.ini")

@@ -51,8 +51,8 @@ class Environment(enum.StrEnum):
 
 class Need(enum.Enum):
     """Settings that only some commands use. Each entry point asks for its own
-    (`load_settings(Need.MAIL)`), so a migration Job or a CronJob needs none of the secrets of
-    the API or the worker. What every command reads has a default.
+    (`load_settings(Need.MAIL)`), so migrating or purging needs no secret but the database's.
+    What every command reads has a default.
     """
 
     # SECRET_KEY: signing and checking tokens.
