@@ -569,12 +569,27 @@ def check_kubernetes(variant: Variant, image: Dockerfile, settings: set[str]) ->
                 )["name"]
                 for ref in container.get("envFrom", [])
             }
-            wanted_refs = {
-                "configMapRef": configmap["metadata"]["name"],
-                "secretRef": secret["metadata"]["name"],
-            }
+            # The whole Secret for the API only; the others get the keys they use.
+            wanted_refs = {"configMapRef": configmap["metadata"]["name"]}
+            wanted_keys: set[str] = set()
+            if workload is deployment:
+                wanted_refs["secretRef"] = secret["metadata"]["name"]
+            elif workload is worker:
+                wanted_keys = {"DATABASE_URL", "REDIS_URL", "SMTP_USER", "SMTP_PASSWORD"}
+            else:
+                wanted_keys = {"DATABASE_URL"}
             if refs != wanted_refs:
                 yield f"{kind} envFrom {refs} != {wanted_refs}"
+            keys = {
+                entry["name"]: entry["valueFrom"]["secretKeyRef"]
+                for entry in container.get("env", [])
+                if "secretKeyRef" in entry.get("valueFrom", {})
+            }
+            if set(keys) != wanted_keys or any(
+                ref["name"] != secret["metadata"]["name"] or ref["key"] != variable
+                for variable, ref in keys.items()
+            ):
+                yield f"{kind} takes {keys} from the Secret (want {sorted(wanted_keys)})"
 
     # The API container: port, probes, graceful stop.
     spec = pod_spec(deployment)

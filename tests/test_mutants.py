@@ -101,6 +101,37 @@ MUTANTS: dict[str, Mutant] = {
         "test_while_redis_hangs_one_request_tries_it_and_the_others_do_not_wait",
         (("database", "postgresql"), ("use_redis", True)),
     ),
+    "reset-request-supersedes-other-users-links": Mutant(
+        "app/repos/password_reset_token.py",
+        "                    PasswordResetToken.user_id == user_id,\n",
+        "",
+        "tests/test_password_reset.py::test_a_request_of_one_user_leaves_another_users_link_valid",
+    ),
+    "reset-claim-superseded-by-other-users": Mutant(
+        "app/repos/password_reset_token.py",
+        "exists().where(_later.user_id == token.user_id, _later.requested_at",
+        "exists().where(_later.requested_at",
+        "tests/test_password_reset.py::test_a_request_of_one_user_leaves_another_users_link_valid",
+    ),
+    "uploads-held-to-the-body-limit": Mutant(
+        "app/middleware/body_limit.py",
+        'limit = self.route_limits.get((scope["method"], scope["path"]), self.default_limit)',
+        "limit = self.default_limit",
+        "tests/test_files.py::test_an_upload_larger_than_the_body_limit_is_accepted",
+        (("use_b2_storage", True),),
+    ),
+    "announced-body-of-the-limit-refused": Mutant(
+        "app/middleware/body_limit.py",
+        "if declared is not None and declared > limit:",
+        "if declared is not None and declared >= limit:",
+        "tests/test_security.py::test_a_body_of_exactly_the_limit_is_served",
+    ),
+    "streamed-body-of-the-limit-refused": Mutant(
+        "app/middleware/body_limit.py",
+        "if received > limit:",
+        "if received >= limit:",
+        "tests/test_security.py::test_a_body_of_exactly_the_limit_is_served",
+    ),
 }
 
 

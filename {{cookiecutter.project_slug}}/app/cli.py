@@ -17,14 +17,14 @@ from typing import TextIO, TypeVar
 
 from pydantic import ValidationError
 
-from app.core.auth import PasswordHasher, TokenCodec
+from app.core.auth import PasswordHasher
 from app.core.clock import utc_now
 from app.core.config import Settings, load_settings
 from app.core.db import Database
 from app.core.exceptions import ConflictError
 from app.models.user import User
 from app.schemas.user import UserCreate
-from app.services.auth import AuthService
+from app.services.auth import register_user
 from app.services.housekeeping import Purged, purge_expired
 
 T = TypeVar("T")
@@ -86,15 +86,18 @@ def user_from_args(
 async def create_superuser(database: Database, settings: Settings, data: UserCreate) -> User:
     passwords = PasswordHasher.from_settings(settings)
     async with database.session_factory() as session:
-        auth = AuthService(session, passwords, TokenCodec.from_settings(settings))
-        user = await auth.signup(data)
+        user = await register_user(session, passwords, data)
         user.is_superuser = True
         await session.commit()
     return user
 
 
 async def _on_database(work: Callable[[Database, Settings], Awaitable[T]]) -> T:
-    """Run `work` on the database of the environment's settings, then close it."""
+    """Run `work` on the database of the environment's settings, then close it.
+
+    The commands use the database and password hashing only: they need no secret but the
+    database's (no Need).
+    """
     settings = load_settings()
     database = Database.from_settings(settings)
     try:

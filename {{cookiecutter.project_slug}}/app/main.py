@@ -13,7 +13,7 @@ from loguru import logger
 from app.api.routes import include_routes
 from app.api.v1.router import API_V1_PREFIX
 from app.core.auth import PasswordHasher, TokenCodec
-from app.core.config import Environment, Settings, load_settings
+from app.core.config import Environment, Need, Settings, load_settings
 from app.core.db import Database
 from app.core.error_handlers import register_exception_handlers
 from app.core.logger import setup_logging
@@ -34,6 +34,18 @@ from app.services.back_blaze_b2 import BackBlaze
 {%- if not cookiecutter.use_redis %}
 from app.services.email import EmailTemplates, Mailer
 {%- endif %}
+
+# What the API uses beyond the settings every command reads, so what it refuses to start
+# without.
+API_NEEDS = (
+    Need.TOKENS,  # access and refresh tokens
+    {%- if not cookiecutter.use_redis %}
+    Need.MAIL,  # the jobs, the password-reset mail among them, run in this process
+    {%- endif %}
+    {%- if cookiecutter.use_b2_storage %}
+    Need.STORAGE,  # file uploads
+    {%- endif %}
+)
 
 
 @asynccontextmanager
@@ -104,8 +116,10 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for these settings (default: the environment and `.env`)."""
-    settings = settings or load_settings()
+    """The app for these settings (default: the environment and `.env`); without what it
+    needs (API_NEEDS), the process stops with one line naming each missing setting.
+    """
+    settings = (settings or load_settings()).require(*API_NEEDS)
     log_request = setup_logging(settings)
     options: dict[str, Any] = {
         "title": settings.project_name,

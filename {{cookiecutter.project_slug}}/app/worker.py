@@ -14,7 +14,7 @@ import anyio
 from loguru import logger
 from taskiq import AsyncBroker, TaskiqEvents, TaskiqState
 
-from app.core.config import Settings, load_settings
+from app.core.config import Need, Settings, load_settings
 from app.core.db import Database
 from app.core.logger import setup_logging
 from app.jobs.broker import Jobs, create_jobs
@@ -69,7 +69,11 @@ class Worker:
 
 
 def broker() -> AsyncBroker:
-    """The broker of a worker process, from the environment and `.env` (taskiq calls this)."""
-    settings = load_settings()
+    """The broker of a worker process, from the environment and `.env` (taskiq calls this).
+
+    Jobs send the password-reset mail: the worker needs the mail settings, not the API's
+    secrets.
+    """
+    settings = load_settings(Need.MAIL)
     setup_logging(settings)
     return Worker(settings).jobs.broker

@@ -32,6 +32,7 @@ from alembic.config import Config
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 {%- endif %}
 from httpx import AsyncClient
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sqlalchemy import Executable, RowMapping, text
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.engine import make_url
@@ -93,8 +94,40 @@ MAIL_SETTINGS: dict[str, Any] = {
 }
 
 
+class ExplicitSettings(Settings):
+    """Settings from the values given and the defaults only: neither the environment nor a
+    `.env` file is read, so what a developer's shell exports (direnv, a sourced `.env`) changes
+    no test.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def command_env(**variables: str) -> dict[str, str]:
+    """The environment of a command the tests start (run it in a directory without `.env`):
+    this one without any of the service's settings, plus `variables`, with the project
+    importable.
+    """
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        # Settings read variables whatever their case.
+        if name.lower() not in Settings.model_fields
+    }
+    return {**inherited, **variables, "PYTHONPATH": str(PROJECT_ROOT)}
+
+
 def make_settings(**overrides: Any) -> Settings:
-    """The tests' settings: none come from `.env`, so the developer's own file changes nothing."""
+    """The tests' settings: nothing comes from the environment or `.env`."""
     values: dict[str, Any] = {
         "current_environment": "local",
         "database_url": TEST_DATABASE_URL,
@@ -114,7 +147,7 @@ def make_settings(**overrides: Any) -> Settings:
         "b2_bucket_name": "test-bucket",
         {%- endif %}
     }
-    return Settings(_env_file=None, **{**values, **overrides})
+    return ExplicitSettings(**{**values, **overrides})
 
 
 TEST_SETTINGS = make_settings()

@@ -1,10 +1,10 @@
 import argparse
 import io
-import os
 import subprocess
 import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from tests.helpers import (
     TEST_SETTINGS,
     RollbackDatabase,
     UserFactory,
+    command_env,
 )
 
 
@@ -71,13 +72,17 @@ async def test_create_superuser(session: AsyncSession) -> None:
         await cli.create_superuser(database, TEST_SETTINGS, data)
 
 
-def run_cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str], directory: Path, stdin: str | None = None, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """A command run as in production: in a directory with no `.env`, its settings from the
+    environment, and only these of the service's.
+    """
     return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "app.cli", *argv],
+        [sys.executable, "-m", *command],
         input=stdin,
-        cwd=PROJECT_ROOT,
-        # The command reads its settings from the environment, as in production.
-        env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "BCRYPT_ROUNDS": "4"},
+        cwd=directory,
+        env=command_env(**settings),
         capture_output=True,
         text=True,
         timeout=60,
@@ -85,19 +90,30 @@ def run_cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess
     )
 
 
-def test_command_line_end_to_end(clean_database: None) -> None:
+def run_cli(
+    directory: Path, *argv: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    settings = {
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "CURRENT_ENVIRONMENT": "local",
+        "BCRYPT_ROUNDS": "4",
+    }
+    return run(["app.cli", *argv], directory, stdin, **settings)
+
+
+def test_command_line_end_to_end(clean_database: None, tmp_path: Path) -> None:
     args = ["create-superuser", "--email", "admin@example.com", "--username", "admin"]
-    created = run_cli(*args, "--password-stdin", stdin="long enough password\n")
+    created = run_cli(tmp_path, *args, "--password-stdin", stdin="long enough password\n")
     assert created.returncode == 0, created.stderr
     assert "Superuser admin created." in created.stdout
     assert created.stderr == ""
 
-    duplicate = run_cli(*args, "--password", "long enough password")
+    duplicate = run_cli(tmp_path, *args, "--password", "long enough password")
     assert duplicate.returncode == 1
     assert "already exists" in duplicate.stderr
 
     invalid = run_cli(
-        "create-superuser", "--email", "nope", "--username", "x", "--password", "short"
+        tmp_path, "create-superuser", "--email", "nope", "--username", "x", "--password", "short"
     )
     assert invalid.returncode == 2
     assert "error: email" in invalid.stderr
@@ -140,9 +156,27 @@ async def test_purge_deletes_expired_tokens_and_keeps_live_ones(
     ]
 
 
-def test_purge_from_the_command_line(clean_database: None) -> None:
-    purged = run_cli("purge-expired")
+def test_purge_from_the_command_line(clean_database: None, tmp_path: Path) -> None:
+    purged = run_cli(tmp_path, "purge-expired")
     assert purged.returncode == 0, purged.stderr
     assert purged.stdout == (
         "Purged 0 expired refresh token(s) and 0 expired password-reset token(s).\n"
     )
+
+
+def test_migrations_and_commands_need_only_the_database_settings(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """Migrating and the commands in prod with the database settings alone: no secret but the
+    database's (the API refuses to start so: tests/test_settings.py).
+    """
+    settings = {"DATABASE_URL": empty_database_url, "CURRENT_ENVIRONMENT": "prod"}
+    alembic_ini = str(PROJECT_ROOT / "alembic.ini")
+    migrated = run(["alembic", "-c", alembic_ini, "upgrade", "head"], tmp_path, **settings)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "Running upgrade" in migrated.stderr
+    args = ["create-superuser", "--email", "root@example.com", "--username", "root"]
+    created = run(["app.cli", *args, "--password-stdin"], tmp_path, "a long password\n", **settings)
+    assert created.returncode == 0, created.stderr
+    purged = run(["app.cli", "purge-expired"], tmp_path, **settings)
+    assert purged.returncode == 0, purged.stderr

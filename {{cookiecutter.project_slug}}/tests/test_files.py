@@ -122,6 +122,18 @@ async def test_larger_upload_is_streamed_intact(
     assert created.json()["checksum"] == hashlib.sha1(content, usedforsecurity=False).hexdigest()
 
 
+async def test_an_upload_larger_than_the_body_limit_is_accepted(
+    client: AsyncClient, make_user: UserFactory, b2_storage: BackBlaze
+) -> None:
+    """MAX_BODY_BYTES is for JSON and forms; an upload has B2_UPLOAD_MAX_BYTES."""
+    content = bytes(range(256)) * (2 * TEST_SETTINGS.max_body_bytes // 256)
+    assert TEST_SETTINGS.max_body_bytes < len(content) < TEST_SETTINGS.b2_upload_max_bytes
+    created = await upload(client, await make_user(), content, name="big.txt")
+    assert created.status_code == 201, created.text
+    [stored] = await b2_storage.list_files()
+    assert await b2_storage.download_bytes(stored.file_id) == content
+
+
 async def test_pagination(client: AsyncClient, make_user: UserFactory) -> None:
     user = await make_user()
     for number in range(3):

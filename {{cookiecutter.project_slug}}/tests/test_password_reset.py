@@ -155,6 +155,25 @@ async def test_a_second_request_invalidates_the_first_link(
     assert fresh.status_code == 204
 
 
+async def test_a_request_of_one_user_leaves_another_users_link_valid(
+    mail_client: AsyncClient, outbox: MailCatcher
+) -> None:
+    """A request supersedes the earlier links of its own user only."""
+    other = {**SIGNUP, "username": "other", "email": "other@example.com"}
+    tokens = []
+    # The first user asks first: the other's later request must not supersede that link.
+    for account in (SIGNUP, other):
+        assert (await mail_client.post("/api/v1/auth/signup", json=account)).status_code == 201
+        requested = await mail_client.post(REQUEST, json={"email": account["email"]})
+        assert requested.status_code == 202
+        tokens.append(token_from(mail_parts(await outbox.wait_for(account["email"]))[0]))
+    for token in tokens:
+        confirmed = await mail_client.post(
+            CONFIRM, json={"token": token, "new_password": NEW_PASSWORD}
+        )
+        assert confirmed.status_code == 204, confirmed.text
+
+
 {%- if cookiecutter.use_redis %}
 
 

@@ -138,6 +138,32 @@ async def test_a_body_within_the_limit_is_served(client: AsyncClient) -> None:
     assert response.status_code == 201, response.text
 
 
+def exactly_the_limit(account: dict[str, str]) -> bytes:
+    """The account as JSON, padded with whitespace (still valid JSON) to MAX_BODY_BYTES."""
+    body = json.dumps(account).encode()
+    return body.ljust(TEST_SETTINGS.max_body_bytes)
+
+
+async def test_a_body_of_exactly_the_limit_is_served(client: AsyncClient) -> None:
+    """The limit is the largest body allowed, announced by its length or streamed."""
+    announced = exactly_the_limit(SIGNUP)
+    response = await client.post(
+        "/api/v1/auth/signup", content=announced, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+
+    streamed = exactly_the_limit({**SIGNUP, "username": "bob", "email": "bob@example.com"})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(streamed), 1024):
+            yield streamed[start : start + 1024]
+
+    response = await client.post(
+        "/api/v1/auth/signup", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+
+
 # --- Tokens -------------------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ from app.models import Base
 config = context.config
 target_metadata = Base.metadata
 # Tests hand their own settings in (Alembic's `config.attributes`); the command line reads the
-# environment and `.env`, like the app.
+# environment and `.env`, like the app, and needs only the database settings (no Need): a
+# migration Job gets no secret but the database's.
 settings: Settings = config.attributes.get("settings") or load_settings()
 if "settings" not in config.attributes and config.config_file_name is not None:
     # The command line: show what runs ("Running upgrade 0001 -> 0002"), as alembic.ini says.

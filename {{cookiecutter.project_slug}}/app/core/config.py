@@ -49,9 +49,29 @@ class Environment(enum.StrEnum):
     PROD = "prod"
 
 
+class Need(enum.Enum):
+    """Settings that only some commands use. Each entry point asks for its own
+    (`load_settings(Need.MAIL)`), so migrating or purging needs no secret but the database's.
+    What every command reads has a default.
+    """
+
+    # SECRET_KEY: signing and checking tokens.
+    TOKENS = "tokens"
+    # Outside local SMTP_HOST, EMAIL_FROM and FRONTEND_URL; SMTP_USER with SMTP_PASSWORD: the
+    # password-reset mail.
+    MAIL = "mail"
+    {%- if cookiecutter.use_b2_storage %}
+    # B2_APPLICATION_KEY_ID, B2_APPLICATION_KEY, B2_BUCKET_NAME: the file storage.
+    STORAGE = "storage"
+    {%- endif %}
+
+
 class Settings(BaseSettings):
-    # A refused value is never echoed: error messages name the setting, not what it held.
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+    # A refused value is never echoed: error messages name the setting, not what it held. An
+    # empty variable (`SMTP_HOST=` in .env) is unset, not a host named "".
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", hide_input_in_errors=True
+    )
 
     project_name: str = "{{ cookiecutter.project_name }}"
     # Not local: a deployment that forgets to say what it is gets the strict rules.
@@ -82,7 +102,9 @@ class Settings(BaseSettings):
     {%- endif %}
 
     # No usable default: every environment must set its own (`.env` has one for local work).
-    secret_key: SecretStr = Field(default=SecretStr(""), validate_default=True)
+    # Unset, only the commands that sign tokens refuse to start (Need.TOKENS); a weak key is
+    # refused wherever it is set.
+    secret_key: SecretStr = SecretStr("")
     access_token_expire_minutes: int = Field(default=30, ge=1)
     refresh_token_expire_days: int = Field(default=14, ge=1)
     # Allowance for clocks a little apart (replicas, clients): applied to `iat` and `exp`.
@@ -152,9 +174,10 @@ class Settings(BaseSettings):
     {%- endif %}
     {%- if cookiecutter.use_b2_storage %}
 
-    b2_application_key_id: str
-    b2_application_key: SecretStr
-    b2_bucket_name: str
+    # Unset, only the commands that store files refuse to start (Need.STORAGE).
+    b2_application_key_id: str = ""
+    b2_application_key: SecretStr = SecretStr("")
+    b2_bucket_name: str = ""
     b2_realm: str = "production"
     b2_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     b2_allowed_content_types: list[str] = [
@@ -207,10 +230,7 @@ class Settings(BaseSettings):
     @classmethod
     def _require_a_real_secret(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
-        if not secret:
-            msg = f"SECRET_KEY is not set; {GENERATE_KEY_HINT}"
-            raise ValueError(msg)
-        if (
+        if secret and (
             secret.lower() in INSECURE_SECRET_KEYS
             or len(secret) < MIN_SECRET_KEY_LENGTH
             or len(set(secret)) < MIN_SECRET_KEY_DISTINCT_CHARACTERS
@@ -221,12 +241,6 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg)
         return value
-
-    @field_validator("smtp_host", "smtp_user", "smtp_password", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # `SMTP_HOST=` in .env means "no server", not a host named "".
-        return None if value == "" else value
 
     @field_validator("frontend_url")
     @classmethod
@@ -242,21 +256,6 @@ class Settings(BaseSettings):
         if self.smtp_tls and self.smtp_starttls:
             msg = "SMTP_TLS and SMTP_STARTTLS exclude each other: set one of them to false"
             raise ValueError(msg)
-        if (self.smtp_user is None) != (self.smtp_password is None):
-            msg = "SMTP_USER and SMTP_PASSWORD go together: set both or neither"
-            raise ValueError(msg)
-        if not self.is_local:
-            missing = [
-                name.upper()
-                for name in ("smtp_host", "email_from", "frontend_url")
-                if name not in self.model_fields_set or not getattr(self, name)
-            ]
-            if missing:
-                msg = (
-                    f"{', '.join(missing)} must be set outside local: the password-reset mail "
-                    "needs a server, a sender and the page its link opens"
-                )
-                raise ValueError(msg)
         return self
 
     @model_validator(mode="after")
@@ -272,6 +271,55 @@ class Settings(BaseSettings):
         if self.bcrypt_rounds < MIN_PROD_BCRYPT_ROUNDS:
             msg = f"BCRYPT_ROUNDS must be at least {MIN_PROD_BCRYPT_ROUNDS} in prod"
             raise ValueError(msg)
+        return self
+
+    def unmet(self, *needs: Need) -> list[str]:
+        """What these needs miss, one problem each (none: every need is met)."""
+        problems: list[str] = []
+        if Need.TOKENS in needs and not self.secret_key.get_secret_value():
+            problems.append(f"SECRET_KEY is not set; {GENERATE_KEY_HINT}")
+        if Need.MAIL in needs:
+            problems.extend(self._unmet_mail())
+        {%- if cookiecutter.use_b2_storage %}
+        if Need.STORAGE in needs:
+            missing = [
+                name
+                for name, value in (
+                    ("B2_APPLICATION_KEY_ID", self.b2_application_key_id),
+                    ("B2_APPLICATION_KEY", self.b2_application_key.get_secret_value()),
+                    ("B2_BUCKET_NAME", self.b2_bucket_name),
+                )
+                if not value
+            ]
+            if missing:
+                problems.append(
+                    f"{', '.join(missing)} must be set: the file storage needs a key and a bucket"
+                )
+        {%- endif %}
+        return problems
+
+    def _unmet_mail(self) -> Iterator[str]:
+        if not self.is_local:
+            missing = [
+                name.upper()
+                for name in ("smtp_host", "email_from", "frontend_url")
+                if name not in self.model_fields_set or not getattr(self, name)
+            ]
+            if missing:
+                yield (
+                    f"{', '.join(missing)} must be set outside local: the password-reset mail "
+                    "needs a server, a sender and the page its link opens"
+                )
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            yield "SMTP_USER and SMTP_PASSWORD go together: set both or neither"
+
+    def require(self, *needs: Need) -> Self:
+        """These settings, if they meet `needs`; otherwise the process stops with one line
+        naming each missing setting.
+        """
+        problems = self.unmet(*needs)
+        if problems:
+            raise SystemExit("Invalid settings: " + "; ".join(problems))
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -299,12 +347,13 @@ class Settings(BaseSettings):
         return not self.is_local
 
 
-def load_settings() -> Settings:
-    """The settings from the environment and `.env`; invalid ones stop the process with one
-    line naming each problem (and never the refused value).
+def load_settings(*needs: Need) -> Settings:
+    """The settings from the environment and `.env`, with what `needs` require (the caller's
+    own: every command asks only for what it uses). Invalid or missing ones stop the process
+    with one line naming each problem (and never the refused value).
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -314,3 +363,4 @@ def load_settings() -> Settings:
                 message if not name or message.startswith(name) else f"{name}: {message}"
             )
         raise SystemExit("Invalid settings: " + "; ".join(problems)) from None
+    return settings.require(*needs)

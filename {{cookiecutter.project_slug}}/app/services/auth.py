@@ -27,6 +27,20 @@ from app.schemas.user import PasswordChange, UserCreate
 from app.services.password_reset import hash_reset_token
 
 
+async def register_user(session: AsyncSession, passwords: PasswordHasher, data: UserCreate) -> User:
+    """A new user with the password hashed (a duplicate is a ConflictError): sign-up, and the
+    CLI's create-superuser, which signs no token.
+    """
+    user = User(
+        username=data.username,
+        email=data.email,
+        first_name=data.first_name,
+        last_name=data.last_name,
+        hashed_password=await passwords.hash(data.password.get_secret_value()),
+    )
+    return await UserRepository(session).create(user)
+
+
 class LoginLimits:
     """Failed logins, counted per account and per client address.
 
@@ -69,14 +83,7 @@ class AuthService:
         self.tokens = RefreshTokenRepository(session)
 
     async def signup(self, data: UserCreate) -> User:
-        user = User(
-            username=data.username,
-            email=data.email,
-            first_name=data.first_name,
-            last_name=data.last_name,
-            hashed_password=await self.passwords.hash(data.password.get_secret_value()),
-        )
-        return await self.users.create(user)
+        return await register_user(self.session, self.passwords, data)
 
     async def login(self, login: str, password: str, limits: LoginLimits) -> TokenPair:
         # A used-up budget answers before any database or password work.
