@@ -10,7 +10,7 @@ from app.core.db import Database
 {%- if cookiecutter.use_redis %}
 from app.core.redis import create_redis
 {%- endif %}
-from tests.helpers import make_settings
+from tests.helpers import MIGRATIONS_HEAD, make_settings
 
 
 async def test_liveness_needs_no_database(client: AsyncClient) -> None:
@@ -33,6 +33,7 @@ async def test_readiness_checks_every_dependency(committed_client: AsyncClient) 
             "storage": "ok",
             {%- endif %}
         },
+        "revisions": {"database": MIGRATIONS_HEAD, "code": MIGRATIONS_HEAD},
     }
 
 
