@@ -66,6 +66,20 @@ MUTANTS: dict[str, Mutant] = {
         'connection.exec_driver_sql("BEGIN")',
         "tests/test_database.py::test_concurrent_read_then_write_requests_all_succeed",
     ),
+    "schema-revision-read-by-every-failing-request": Mutant(
+        "app/core/migrations.py",
+        "            if self.state.status in {SchemaStatus.CURRENT, SchemaStatus.UNKNOWN}:\n",
+        "            if True:\n",
+        "tests/test_schema_check.py::test_a_database_never_migrated_is_not_an_outage",
+    ),
+    "postgresql-undefined-column-is-a-500": Mutant(
+        "app/core/migrations.py",
+        'MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})',
+        'MISSING_SCHEMA_SQLSTATES = frozenset({"42P01"})',
+        "tests/test_schema_check.py::test_a_database_behind_the_code_answers_503_until_migrated"
+        "[column]",
+        (("database", "postgresql"),),
+    ),
 }
 
 
