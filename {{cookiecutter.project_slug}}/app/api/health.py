@@ -18,7 +18,7 @@ from app.api.v1.deps.storage import StorageDep
 {%- endif %}
 from app.core.exceptions import SchemaOutOfDateError, ServiceUnavailableError
 from app.core.migrations import UPGRADE_COMMAND, SchemaStatus
-from app.core.responses import error_responses
+from app.core.responses import error_examples
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -41,7 +41,7 @@ async def _answers(name: str, check: Callable[[], Awaitable[object]]) -> bool:
     return True
 
 
-@router.get("/ready", responses=error_responses(503))
+@router.get("/ready", responses=error_examples(503, ServiceUnavailableError, SchemaOutOfDateError))
 async def ready(
     database: DatabaseDep,
     schema_check: SchemaCheckDep,
