@@ -43,7 +43,7 @@ MISSING_SCHEMA_MESSAGE = re.compile(r"^no such (table|column)\b|\bhas no column 
 
 
 class SchemaStatus(StrEnum):
-    UNKNOWN = "unknown"  # not read yet, or the database did not answer
+    UNKNOWN = "unknown"  # not read yet: the database has not answered since the start
     CURRENT = "ok"
     # Revisions of the code are missing: `alembic upgrade head` applies them.
     BEHIND = "schema behind"
