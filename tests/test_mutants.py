@@ -132,6 +132,20 @@ MUTANTS: dict[str, Mutant] = {
         "if received >= limit:",
         "tests/test_security.py::test_a_body_of_exactly_the_limit_is_served",
     ),
+    "schema-revision-read-by-every-failing-request": Mutant(
+        "app/core/migrations.py",
+        "            if self.state.status in {SchemaStatus.CURRENT, SchemaStatus.UNKNOWN}:\n",
+        "            if True:\n",
+        "tests/test_schema_check.py::test_a_database_never_migrated_is_not_an_outage",
+    ),
+    "postgresql-undefined-column-is-a-500": Mutant(
+        "app/core/migrations.py",
+        'MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})',
+        'MISSING_SCHEMA_SQLSTATES = frozenset({"42P01"})',
+        "tests/test_schema_check.py::test_a_database_behind_the_code_answers_503_until_migrated"
+        "[column]",
+        (("database", "postgresql"),),
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from app.core.config import Environment, Need, Settings, load_settings
 from app.core.db import Database
 from app.core.error_handlers import register_exception_handlers
 from app.core.logger import setup_logging
+from app.core.migrations import SchemaCheck
 from app.core.rate_limit import RateLimiter
 {%- if cookiecutter.use_redis %}
 from app.core.redis import create_redis
@@ -52,8 +53,9 @@ API_NEEDS = (
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build every resource from the app's settings; release them at shutdown.
 
-    Building does no I/O: a dependency that is down at start-up shows in readiness and in the
-    routes that need it, and the process still starts.
+    Building does no I/O but one bounded read of the database's migration revision, which
+    only logs: a dependency that is down at start-up shows in readiness and in the routes that
+    need it, and the process still starts.
     """
     settings: Settings = app.state.settings
     {%- if cookiecutter.use_redis %}
@@ -75,6 +77,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "API docs are on in prod (DOCS_ENABLED=true): /docs and the schema are public"
         )
     app.state.database = Database.from_settings(settings)
+    # The code's migrations are read once, here; the log says at once whether the database is
+    # migrated for this code, and which command migrates it if not.
+    app.state.schema_check = SchemaCheck.of_code()
+    await app.state.schema_check.read_at_start(app.state.database)
     app.state.passwords = PasswordHasher.from_settings(settings)
     app.state.tokens = TokenCodec.from_settings(settings)
     {%- if cookiecutter.use_redis %}

@@ -28,6 +28,7 @@ import asyncpg
 {%- endif %}
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 {%- if cookiecutter.use_b2_storage %}
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 {%- endif %}
@@ -207,6 +208,10 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(PROJECT_ROOT / "app" / "alembic"))
     config.attributes["settings"] = settings
     return config
+
+
+# The newest migration, as `alembic heads` sees it through alembic.ini.
+MIGRATIONS_HEAD = ScriptDirectory.from_config(alembic_config(TEST_SETTINGS)).get_current_head()
 
 
 {%- if cookiecutter.database == "postgresql" %}

@@ -10,7 +10,7 @@ from app.core.db import Database
 {%- if cookiecutter.use_redis %}
 from app.core.redis import create_redis
 {%- endif %}
-from tests.helpers import make_settings
+from tests.helpers import MIGRATIONS_HEAD, make_settings
 
 
 async def test_liveness_needs_no_database(client: AsyncClient) -> None:
@@ -33,6 +33,7 @@ async def test_readiness_checks_every_dependency(committed_client: AsyncClient) 
             "storage": "ok",
             {%- endif %}
         },
+        "revisions": {"database": MIGRATIONS_HEAD, "code": MIGRATIONS_HEAD},
     }
 
 
@@ -67,14 +68,17 @@ async def test_liveness_holds_when_the_database_is_down(
 
 
 async def test_readiness_reports_redis_down_and_stays_ready(
-    app: FastAPI, committed_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, committed_client: AsyncClient
 ) -> None:
     """Redis is a soft dependency: its outage must not take every replica out of service."""
     down = create_redis(make_settings(redis_url="redis://127.0.0.1:1/0"))
-    monkeypatch.setattr(app.state, "redis", down)
+    # Swapped by hand: pytest's monkeypatch does not see attributes kept in Starlette's State
+    # and would delete the app's client afterwards.
+    redis, app.state.redis = app.state.redis, down
     try:
         response = await committed_client.get("/health/ready")
     finally:
+        app.state.redis = redis
         await down.aclose()
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"

@@ -9,7 +9,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.exceptions import AppError
+from app.core.exceptions import AppError, SchemaOutOfDateError
+from app.core.migrations import SchemaCheck, is_missing_schema
 from app.core.responses import error_content
 
 # Errors that mean "the database cannot be reached right now", not "the query is wrong".
@@ -67,12 +68,19 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Pool exhausted, server down or restarted, SQLite busy for too long: retry later.
 
     A refused connection reaches here as the builtin ConnectionError, before SQLAlchemy can
-    wrap it. Any other database error is a bug and stays a 500.
+    wrap it. A missing table or column in a database that is not migrated for this code is no
+    outage: 503 without `Retry-After`, until an operator migrates it. Any other database error
+    is a bug and stays a 500.
     """
+    if isinstance(exc, DBAPIError) and is_missing_schema(exc):
+        schema_check: SchemaCheck = request.app.state.schema_check
+        if await schema_check.explains_missing_schema(request.app.state.database):
+            return app_error_response(SchemaOutOfDateError())
+        raise exc
     if (
         isinstance(exc, DBAPIError)
         and not isinstance(exc, UNREACHABLE_DATABASE_ERRORS)

@@ -1,5 +1,7 @@
 """The application's exception hierarchy; each maps to one HTTP status and error code."""
 
+from typing import Any
+
 
 class AppError(Exception):
     status_code: int = 500
@@ -10,7 +12,7 @@ class AppError(Exception):
         self.detail = detail or type(self).detail
         self.headers = headers
         # More fields for the error body, e.g. OAuth2's `error` on a failed login.
-        self.extra: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}
         super().__init__(self.detail)
 
 
@@ -109,3 +111,12 @@ class ServiceUnavailableError(AppError):
     status_code = 503
     error_code = "SERVICE_UNAVAILABLE"
     detail = "Service temporarily unavailable"
+
+
+class SchemaOutOfDateError(ServiceUnavailableError):
+    """The database is not migrated for this code: retrying does not help until an operator
+    runs the migrations, so no `Retry-After`.
+    """
+
+    error_code = "SCHEMA_OUT_OF_DATE"
+    detail = "The database is not migrated for this version of the service"

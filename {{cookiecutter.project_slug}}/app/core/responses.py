@@ -72,7 +72,7 @@ def error_examples(status_code: int, *errors: type[AppError]) -> dict[int | str,
 
 
 def error_content(
-    detail: str | list[dict[str, Any]], error_code: str, **extra: str
+    detail: str | list[dict[str, Any]], error_code: str, **extra: Any
 ) -> dict[str, Any]:
     """The JSON error body: `{"detail", "error_code", "timestamp"}` (and any `extra` fields)."""
     return {

@@ -5,6 +5,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database
+from app.core.migrations import SchemaCheck
 
 
 async def get_database(request: Request) -> Database:
@@ -14,6 +15,15 @@ async def get_database(request: Request) -> Database:
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_schema_check(request: Request) -> SchemaCheck:
+    """The code's migrations and the database's last known state against them."""
+    schema_check: SchemaCheck = request.app.state.schema_check
+    return schema_check
+
+
+SchemaCheckDep = Annotated[SchemaCheck, Depends(get_schema_check)]
 
 
 async def get_session(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
