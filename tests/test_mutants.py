@@ -25,6 +25,8 @@ class Mutant(NamedTuple):
 
 pytestmark = pytest.mark.slow
 
+POSTGRESQL_REDIS = (("database", "postgresql"), ("use_b2_storage", False), ("use_redis", True))
+
 # id -> the breakage; a mutant of code that only some variants render names its variant.
 MUTANTS: dict[str, Mutant] = {
     "no-dummy-check-for-unknown-users": Mutant(
@@ -65,6 +67,27 @@ MUTANTS: dict[str, Mutant] = {
         'connection.exec_driver_sql("BEGIN IMMEDIATE")',
         'connection.exec_driver_sql("BEGIN")',
         "tests/test_database.py::test_concurrent_read_then_write_requests_all_succeed",
+    ),
+    "read-turns-without-the-overflow": Mutant(
+        "app/core/db.py",
+        "read_slots = settings.db_pool_size + settings.db_max_overflow",
+        "read_slots = settings.db_pool_size",
+        "tests/test_database.py::test_reads_take_turns_for_the_overflow_connections_too",
+        POSTGRESQL_REDIS,
+    ),
+    "connect-timeout-is-the-pool-timeout": Mutant(
+        "app/core/db.py",
+        '"timeout": settings.db_connect_timeout,',
+        '"timeout": settings.db_pool_timeout,',
+        "tests/test_database.py::test_a_server_that_never_answers_is_503_within_the_connect_timeout",
+        POSTGRESQL_REDIS,
+    ),
+    "connect-timeout-is-a-500": Mutant(
+        "app/core/db.py",
+        "            raise ConnectionError(msg) from exc\n",
+        "            raise\n",
+        "tests/test_database.py::test_a_server_that_never_answers_is_503_within_the_connect_timeout",
+        POSTGRESQL_REDIS,
     ),
 }
 

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-from sqlalchemy import Executable, RowMapping, make_url
+from sqlalchemy import Executable, RowMapping, event, make_url
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -20,20 +21,25 @@ from app.core.config import Settings
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
+    # Start-up parameters: PgBouncer passes application_name on, and refuses the others.
+    server_settings = {"application_name": "{{ cookiecutter.project_slug }}"}
+    if not settings.db_pgbouncer:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     connect_args: dict[str, Any] = {
         # Bound the connect so readiness checks fail fast instead of hanging.
-        "timeout": settings.db_pool_timeout,
-        "server_settings": {
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-            "application_name": "{{ cookiecutter.project_slug }}",
-        },
+        "timeout": settings.db_connect_timeout,
+        "server_settings": server_settings,
     }
     if settings.db_pgbouncer:
-        # PgBouncer in transaction mode hands each transaction to any server connection,
-        # so neither asyncpg's nor SQLAlchemy's prepared-statement cache may be used.
+        # PgBouncer in transaction mode hands each transaction to any server connection, so
+        # neither asyncpg's nor SQLAlchemy's prepared-statement cache may be used. Without a
+        # cache asyncpg uses the unnamed statement and parses it again with each execution, so
+        # no statement outlives its message. (Unique names from `prepared_statement_name_func`
+        # fail here: a statement prepared outside a transaction is run on another server
+        # connection, and the names left behind pile up on the server connections.)
         connect_args["statement_cache_size"] = 0
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
@@ -43,6 +49,39 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=connect_args,
     )
+    _connect_timeout_is_unavailable(engine)
+    if settings.db_pgbouncer:
+        _time_out_each_transaction(engine, settings.db_statement_timeout_ms)
+    return engine
+
+
+def _connect_timeout_is_unavailable(engine: AsyncEngine) -> None:
+    """A server that accepts the connection but never answers (asyncpg's bare TimeoutError)
+    is unreachable, like one that refuses it: a 503, not a 500.
+    """
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except TimeoutError as exc:
+            msg = "the database did not answer within DB_CONNECT_TIMEOUT"
+            raise ConnectionError(msg) from exc
+
+
+def _time_out_each_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
+    """The statement timeout as the first statement of every transaction (behind PgBouncer).
+
+    `SET LOCAL` ends with its transaction, so it never reaches another client of the same
+    server connection. It costs one statement per transaction; lone reads in autocommit have no
+    transaction to set it in and keep the server's default (see the README).
+    """
+    statement = f"SET LOCAL statement_timeout = {timeout_ms:d}"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _set_statement_timeout(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql(statement)
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:
@@ -159,9 +198,12 @@ class Database:
     def from_settings(cls, settings: Settings) -> Self:
         engine = create_engine(settings)
         {%- if cookiecutter.database == "postgresql" %}
-        return cls(
-            engine, read_slots=settings.db_pool_size, read_wait_seconds=settings.db_pool_timeout
-        )
+        # A turn for every connection the pool can open, its overflow included: a read then
+        # waits for a turn only while other lone reads hold all of them, and the connection a
+        # finished read hands back is there when its turn comes. Fewer turns would make reads
+        # queue for a turn while overflow connections sit unused, then wait at the pool again.
+        read_slots = settings.db_pool_size + settings.db_max_overflow
+        return cls(engine, read_slots=read_slots, read_wait_seconds=settings.db_pool_timeout)
         {%- else %}
         pool_size: int = engine.pool.size()  # type: ignore[attr-defined]
         return cls(engine, read_slots=pool_size, read_wait_seconds=30.0)
