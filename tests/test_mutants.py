@@ -75,6 +75,14 @@ MUTANTS: dict[str, Mutant] = {
         "tests/test_database.py::test_reads_take_turns_for_the_overflow_connections_too",
         POSTGRESQL_REDIS,
     ),
+    "read-waits-for-a-turn-then-the-whole-pool-timeout": Mutant(
+        "app/core/db.py",
+        "timeout_at(deadline):\n                        connection",
+        "timeout_at(None):\n                        connection",
+        "tests/test_database.py::"
+        "test_a_read_waits_for_its_turn_and_its_connection_one_pool_timeout_in_all",
+        POSTGRESQL_REDIS,
+    ),
     "connect-timeout-is-the-pool-timeout": Mutant(
         "app/core/db.py",
         '"timeout": settings.db_connect_timeout,',

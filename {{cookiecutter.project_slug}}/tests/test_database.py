@@ -12,6 +12,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, text
 {%- if cookiecutter.database == "postgresql" %}
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 {%- else %}
 from sqlalchemy.exc import OperationalError
 {%- endif %}
@@ -287,6 +288,46 @@ async def test_reads_take_turns_for_the_overflow_connections_too(
     assert beside_one.status_code == 200, beside_one.text
     assert beside_two.status_code == 503
     assert beside_two.json()["error_code"] == "DATABASE_UNAVAILABLE"
+
+
+async def test_a_read_waits_for_its_turn_and_its_connection_one_pool_timeout_in_all() -> None:
+    """The pool (one connection) and its overflow (one) are busy: a session holds one, a lone
+    read the other; another session, then two more reads, queue. One read takes the last turn
+    and waits at the pool, the other waits for a turn. When the first read ends, its connection
+    goes to the waiting session and its turn to the late read, which has only the rest of
+    DB_POOL_TIMEOUT left to wait at the pool. It must give up then, not be served by the first
+    session when that ends, after more than DB_POOL_TIMEOUT.
+    """
+    pool_timeout = 2.5
+    database = Database.from_settings(
+        make_settings(db_pool_size=1, db_max_overflow=1, db_pool_timeout=pool_timeout)
+    )
+    query = text("SELECT 1 AS one")
+    loop = asyncio.get_running_loop()
+    finish_the_second_session = asyncio.Event()
+
+    async def second_session() -> None:
+        async with database.engine.connect():
+            await finish_the_second_session.wait()
+
+    try:
+        async with database.engine.connect() as first_session:
+            await first_session.execute(query)
+            async with database.read_connection() as first_read:
+                await first_read.execute(query)
+                started = loop.time()
+                # In this order: the session queues at the pool first, then the reads.
+                session = asyncio.create_task(second_session())
+                reads = [asyncio.create_task(database.lookup(query, {})) for _ in range(2)]
+                await asyncio.sleep(0.6 * pool_timeout)
+            # The late read gives up at 1.0 x the timeout; waiting anew, it would at 1.6 x.
+            await asyncio.sleep(started + 1.3 * pool_timeout - loop.time())
+        outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    finally:
+        finish_the_second_session.set()
+        await database.dispose()
+    await session
+    assert [type(outcome) for outcome in outcomes] == [PoolTimeoutError] * 2, outcomes
 {%- endif %}
 
 

@@ -3,7 +3,7 @@
 {% if cookiecutter.database == "postgresql" -%}
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Self
 
 from sqlalchemy import Executable, RowMapping, event, make_url
@@ -91,7 +91,7 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Self
 
 from sqlalchemy import Executable, RowMapping, event
@@ -175,6 +175,9 @@ def lookup_engine(engine: AsyncEngine, connections: int) -> Engine:
 {%- endif %}
 
 
+NO_CONNECTION_IN_TIME = "no database connection became free in time"
+
+
 class Database:
     """The engine, the session factory and the queue for lone reads: one per app, built in its
     lifespan from its settings.
@@ -201,7 +204,7 @@ class Database:
         # A turn for every connection the pool can open, its overflow included: a read then
         # waits for a turn only while other lone reads hold all of them, and the connection a
         # finished read hands back is there when its turn comes. Fewer turns would make reads
-        # queue for a turn while overflow connections sit unused, then wait at the pool again.
+        # queue for a turn while overflow connections sit unused.
         read_slots = settings.db_pool_size + settings.db_max_overflow
         return cls(engine, read_slots=read_slots, read_wait_seconds=settings.db_pool_timeout)
         {%- else %}
@@ -210,22 +213,26 @@ class Database:
         {%- endif %}
 
     @asynccontextmanager
-    async def _read_slot(self) -> AsyncIterator[None]:
+    async def _read_slot(self) -> AsyncIterator[float | None]:
         """A turn for a read outside a session, in arrival order: the pool itself lets a
         newcomer take a freed connection ahead of requests that were already waiting, and under
         a burst some of those would wait until they time out.
+
+        Yields the deadline (event loop time) of a read that had to wait for its turn, by which
+        it must have its connection too; None when the turn was free at once.
         """
+        deadline = None
         if self._read_slots.locked():
+            deadline = asyncio.get_running_loop().time() + self._read_wait_seconds
             try:
-                async with asyncio.timeout(self._read_wait_seconds):
+                async with asyncio.timeout_at(deadline):
                     await self._read_slots.acquire()
             except TimeoutError as exc:
-                msg = "no database connection became free in time"
-                raise PoolTimeoutError(msg) from exc
+                raise PoolTimeoutError(NO_CONNECTION_IN_TIME) from exc
         else:
             await self._read_slots.acquire()  # a free slot: returns at once, no timer needed
         try:
-            yield
+            yield deadline
         finally:
             self._read_slots.release()
 
@@ -234,8 +241,20 @@ class Database:
         """A connection for reads that need no transaction of their own (readiness checks):
         no session, no unit of work, and the pooled connection is held for the reads alone.
         """
-        async with self._read_slot(), self._read_engine.connect() as connection:
-            yield connection
+        async with self._read_slot() as deadline:
+            if deadline is None:  # no wait for the turn: the pool's own timeout bounds it all
+                async with self._read_engine.connect() as connection:
+                    yield connection
+                return
+            # After a wait for its turn, the read waits at the pool only for what is left of
+            # it: one wait in all, not a turn's and then the pool's whole timeout again.
+            async with AsyncExitStack() as stack:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        connection = await stack.enter_async_context(self._read_engine.connect())
+                except TimeoutError as exc:
+                    raise PoolTimeoutError(NO_CONNECTION_IN_TIME) from exc
+                yield connection
 
     async def lookup(self, statement: Executable, parameters: dict[str, Any]) -> RowMapping | None:
         """The first row of a lone read, such as the current user that every authenticated
