@@ -83,6 +83,20 @@ MUTANTS: dict[str, Mutant] = {
         "test_a_read_waits_for_its_turn_and_its_connection_one_pool_timeout_in_all",
         POSTGRESQL_REDIS,
     ),
+    "pgbouncer-without-a-statement-timeout": Mutant(
+        "app/core/db.py",
+        "        _time_out_each_transaction(engine, settings.db_statement_timeout_ms)\n",
+        "        pass\n",
+        "tests/test_database.py::test_behind_pgbouncer_only_transactions_pay_for_the_timeout",
+        POSTGRESQL_REDIS,
+    ),
+    "pgbouncer-timeout-set-for-lone-reads-too": Mutant(
+        "app/core/db.py",
+        'if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":',
+        "if True:",
+        "tests/test_database.py::test_behind_pgbouncer_only_transactions_pay_for_the_timeout",
+        POSTGRESQL_REDIS,
+    ),
     "connect-timeout-is-the-pool-timeout": Mutant(
         "app/core/db.py",
         '"timeout": settings.db_connect_timeout,',

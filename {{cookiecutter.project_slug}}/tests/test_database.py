@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select, text
 {%- if cookiecutter.database == "postgresql" %}
+from sqlalchemy.event import listen
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 {%- else %}
@@ -216,6 +217,30 @@ async def test_a_statement_over_the_timeout_is_cancelled() -> None:
         await impatient.dispose()
         await patient.dispose()
     assert others == f"{TEST_SETTINGS.db_statement_timeout_ms // 1000}s"
+
+
+async def test_behind_pgbouncer_only_transactions_pay_for_the_timeout() -> None:
+    """DB_PGBOUNCER=true: a transaction starts with SET LOCAL statement_timeout; a lone read in
+    autocommit, where it would do nothing, stays one statement.
+    """
+    database = Database.from_settings(make_settings(db_pgbouncer=True))
+    sent: list[str] = []
+    listen(
+        database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _connection, _cursor, statement, *_: sent.append(statement),
+    )
+    query = text("SELECT 1 AS one")
+    try:
+        assert await database.lookup(query, {}) == {"one": 1}
+        lone_read, sent[:] = list(sent), []
+        async with database.engine.begin() as connection:
+            await connection.execute(query)
+    finally:
+        await database.dispose()
+    assert lone_read == ["SELECT 1 AS one"]
+    timeout = TEST_SETTINGS.db_statement_timeout_ms
+    assert sent == [f"SET LOCAL statement_timeout = {timeout}", "SELECT 1 AS one"]
 
 
 async def test_the_server_knows_the_service_by_name() -> None:
