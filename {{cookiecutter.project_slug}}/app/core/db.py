@@ -49,13 +49,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=connect_args,
     )
-    _connect_timeout_is_unavailable(engine)
+    _treat_connect_timeouts_as_unreachable(engine)
     if settings.db_pgbouncer:
         _time_out_each_transaction(engine, settings.db_statement_timeout_ms)
     return engine
 
 
-def _connect_timeout_is_unavailable(engine: AsyncEngine) -> None:
+def _treat_connect_timeouts_as_unreachable(engine: AsyncEngine) -> None:
     """A server that accepts the connection but never answers (asyncpg's bare TimeoutError)
     is unreachable, like one that refuses it: a 503, not a 500.
     """
