@@ -25,6 +25,8 @@ class Mutant(NamedTuple):
 
 pytestmark = pytest.mark.slow
 
+POSTGRESQL_REDIS = (("database", "postgresql"), ("use_b2_storage", False), ("use_redis", True))
+
 # id -> the breakage; a mutant of code that only some variants render names its variant.
 MUTANTS: dict[str, Mutant] = {
     "no-dummy-check-for-unknown-users": Mutant(
@@ -145,6 +147,49 @@ MUTANTS: dict[str, Mutant] = {
         "tests/test_schema_check.py::test_a_database_behind_the_code_answers_503_until_migrated"
         "[column]",
         (("database", "postgresql"),),
+    ),
+    "read-turns-without-the-overflow": Mutant(
+        "app/core/db.py",
+        "read_slots = settings.db_pool_size + settings.db_max_overflow",
+        "read_slots = settings.db_pool_size",
+        "tests/test_database.py::test_reads_take_turns_for_the_overflow_connections_too",
+        POSTGRESQL_REDIS,
+    ),
+    "read-waits-for-a-turn-then-the-whole-pool-timeout": Mutant(
+        "app/core/db.py",
+        "timeout_at(deadline):\n                        connection",
+        "timeout_at(None):\n                        connection",
+        "tests/test_database.py::"
+        "test_a_read_waits_for_its_turn_and_its_connection_one_pool_timeout_in_all",
+        POSTGRESQL_REDIS,
+    ),
+    "pgbouncer-without-a-statement-timeout": Mutant(
+        "app/core/db.py",
+        "        _time_out_each_transaction(engine, settings.db_statement_timeout_ms)\n",
+        "        pass\n",
+        "tests/test_database.py::test_behind_pgbouncer_only_transactions_pay_for_the_timeout",
+        POSTGRESQL_REDIS,
+    ),
+    "pgbouncer-timeout-set-for-lone-reads-too": Mutant(
+        "app/core/db.py",
+        'if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":',
+        "if True:",
+        "tests/test_database.py::test_behind_pgbouncer_only_transactions_pay_for_the_timeout",
+        POSTGRESQL_REDIS,
+    ),
+    "connect-timeout-is-the-pool-timeout": Mutant(
+        "app/core/db.py",
+        '"timeout": settings.db_connect_timeout,',
+        '"timeout": settings.db_pool_timeout,',
+        "tests/test_database.py::test_a_server_that_never_answers_is_503_within_the_connect_timeout",
+        POSTGRESQL_REDIS,
+    ),
+    "connect-timeout-is-a-500": Mutant(
+        "app/core/db.py",
+        "            raise ConnectionError(msg) from exc\n",
+        "            raise\n",
+        "tests/test_database.py::test_a_server_that_never_answers_is_503_within_the_connect_timeout",
+        POSTGRESQL_REDIS,
     ),
 }
 

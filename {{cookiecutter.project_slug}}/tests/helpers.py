@@ -74,6 +74,8 @@ STALE_DATABASE_SECONDS = 2 * 3600
 TEST_DATABASE_URL = (
     make_url(ADMIN_URL).set(database=TEST_DATABASE_NAME).render_as_string(hide_password=False)
 )
+# TEST_DB_PGBOUNCER=1: TEST_DATABASE_URL is a PgBouncer in transaction mode (DB_PGBOUNCER).
+TEST_DB_PGBOUNCER = os.environ.get("TEST_DB_PGBOUNCER") == "1"
 {%- else %}
 TEST_DATABASE_DIR = Path(os.environ.get("TEST_DATABASE_DIR", PROJECT_ROOT / ".pytest_cache"))
 TEST_DATABASE_PATH = TEST_DATABASE_DIR / f"test-{os.getpid()}.db"
@@ -132,6 +134,9 @@ def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "current_environment": "local",
         "database_url": TEST_DATABASE_URL,
+        {%- if cookiecutter.database == "postgresql" %}
+        "db_pgbouncer": TEST_DB_PGBOUNCER,
+        {%- endif %}
         "secret_key": "test-secret-key-" + "0123456789abcdef" * 4,
         "bcrypt_rounds": 4,  # the minimum: tests check behaviour, not hashing cost
         "log_level": "WARNING",
@@ -217,12 +222,14 @@ MIGRATIONS_HEAD = ScriptDirectory.from_config(alembic_config(TEST_SETTINGS)).get
 {%- if cookiecutter.database == "postgresql" %}
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+async def _admin_connection() -> asyncpg.Connection:
+    dsn = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    # No statement cache: named statements would collide behind PgBouncer.
+    return await asyncpg.connect(dsn, statement_cache_size=0)
 
 
 async def create_database(name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
+    connection = await _admin_connection()
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -230,7 +237,7 @@ async def create_database(name: str) -> None:
 
 
 async def drop_database(name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
+    connection = await _admin_connection()
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -242,7 +249,7 @@ async def drop_stale_databases(now: float | None = None) -> list[str]:
     more than STALE_DATABASE_SECONDS ago (a run still going is younger). Returns their names.
     """
     now = time.time() if now is None else now
-    connection = await asyncpg.connect(_asyncpg_dsn(ADMIN_URL))
+    connection = await _admin_connection()
     try:
         rows = await connection.fetch(
             "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",

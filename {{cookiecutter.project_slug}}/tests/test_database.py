@@ -10,7 +10,11 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select, text
-{%- if cookiecutter.database == "sqlite" %}
+{%- if cookiecutter.database == "postgresql" %}
+from sqlalchemy.event import listen
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+{%- else %}
 from sqlalchemy.exc import OperationalError
 {%- endif %}
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -194,6 +198,161 @@ async def test_pgbouncer_mode_leaves_no_prepared_statements(
     finally:
         await engine.dispose()
     assert bool(prepared) is leaves_prepared_statements
+
+
+async def test_a_statement_over_the_timeout_is_cancelled() -> None:
+    """DB_STATEMENT_TIMEOUT_MS reaches the server: as a start-up parameter, or behind PgBouncer
+    (TEST_DB_PGBOUNCER=1) with SET LOCAL in each transaction, which ends with it.
+    """
+    impatient = create_engine(make_settings(db_statement_timeout_ms=100))
+    patient = create_engine(TEST_SETTINGS)
+    try:
+        for _ in range(2):  # the next transaction too, on whichever server connection
+            with pytest.raises(DBAPIError, match="statement timeout"):
+                async with impatient.begin() as connection:
+                    await connection.execute(text("SELECT pg_sleep(5)"))
+        async with patient.begin() as connection:
+            others = await connection.scalar(text("SELECT current_setting('statement_timeout')"))
+    finally:
+        await impatient.dispose()
+        await patient.dispose()
+    assert others == f"{TEST_SETTINGS.db_statement_timeout_ms // 1000}s"
+
+
+async def test_behind_pgbouncer_only_transactions_pay_for_the_timeout() -> None:
+    """DB_PGBOUNCER=true: a transaction starts with SET LOCAL statement_timeout; a lone read in
+    autocommit, where it would do nothing, stays one statement.
+    """
+    database = Database.from_settings(make_settings(db_pgbouncer=True))
+    sent: list[str] = []
+    listen(
+        database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _connection, _cursor, statement, *_: sent.append(statement),
+    )
+    query = text("SELECT 1 AS one")
+    try:
+        assert await database.lookup(query, {}) == {"one": 1}
+        lone_read, sent[:] = list(sent), []
+        async with database.engine.begin() as connection:
+            await connection.execute(query)
+    finally:
+        await database.dispose()
+    assert lone_read == ["SELECT 1 AS one"]
+    timeout = TEST_SETTINGS.db_statement_timeout_ms
+    assert sent == [f"SET LOCAL statement_timeout = {timeout}", "SELECT 1 AS one"]
+
+
+async def test_the_server_knows_the_service_by_name() -> None:
+    database = Database.from_settings(TEST_SETTINGS)
+    query = text("SELECT current_setting('application_name') AS name")
+    try:
+        async with database.engine.begin() as connection:
+            in_a_transaction = await connection.scalar(query)
+        alone = await database.lookup(query, {})
+    finally:
+        await database.dispose()
+    assert in_a_transaction == "{{ cookiecutter.project_slug }}"
+    assert alone == {"name": "{{ cookiecutter.project_slug }}"}
+
+
+async def test_a_server_that_never_answers_is_503_within_the_connect_timeout(
+    committed_client: AsyncClient, use_database: Callable[[Database], None]
+) -> None:
+    """It accepts the connection and says nothing: DB_CONNECT_TIMEOUT ends the wait, not
+    DB_POOL_TIMEOUT nor asyncpg's own minute.
+    """
+    writers: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(
+        lambda _reader, writer: writers.append(writer), "127.0.0.1", 0
+    )
+    port = silent.sockets[0].getsockname()[1]
+    settings = make_settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/silent",
+        db_connect_timeout=0.2,
+        db_pool_timeout=30,
+    )
+    database = Database.from_settings(settings)
+    use_database(database)
+    try:
+        async with asyncio.timeout(10):
+            response = await committed_client.post(
+                "/api/v1/auth/login", data={"username": "anyone", "password": "whatever-it-is"}
+            )
+    finally:
+        await database.dispose()
+        for writer in writers:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+
+
+async def test_reads_take_turns_for_the_overflow_connections_too(
+    committed_client: AsyncClient, use_database: Callable[[Database], None]
+) -> None:
+    """One pooled connection and one overflow: with a read holding the first, the next read
+    takes the overflow at once. Only with both held does a read wait for its turn (once),
+    then answer 503.
+    """
+    headers = await signed_up(committed_client, "overflowing")
+    database = Database.from_settings(
+        make_settings(db_pool_size=1, db_max_overflow=1, db_pool_timeout=0.5)
+    )
+    use_database(database)
+    try:
+        async with database.read_connection() as first:
+            await first.execute(text("SELECT 1"))
+            beside_one = await committed_client.get("/api/v1/users/me", headers=headers)
+            async with database.read_connection() as second:
+                await second.execute(text("SELECT 1"))
+                beside_two = await committed_client.get("/api/v1/users/me", headers=headers)
+    finally:
+        await database.dispose()
+    assert beside_one.status_code == 200, beside_one.text
+    assert beside_two.status_code == 503
+    assert beside_two.json()["error_code"] == "DATABASE_UNAVAILABLE"
+
+
+async def test_a_read_waits_for_its_turn_and_its_connection_one_pool_timeout_in_all() -> None:
+    """The pool (one connection) and its overflow (one) are busy: a session holds one, a lone
+    read the other; another session, then two more reads, queue. One read takes the last turn
+    and waits at the pool, the other waits for a turn. When the first read ends, its connection
+    goes to the waiting session and its turn to the late read, which has only the rest of
+    DB_POOL_TIMEOUT left to wait at the pool. It must give up then, not be served by the first
+    session when that ends, after more than DB_POOL_TIMEOUT.
+    """
+    pool_timeout = 2.5
+    database = Database.from_settings(
+        make_settings(db_pool_size=1, db_max_overflow=1, db_pool_timeout=pool_timeout)
+    )
+    query = text("SELECT 1 AS one")
+    loop = asyncio.get_running_loop()
+    finish_the_second_session = asyncio.Event()
+
+    async def second_session() -> None:
+        async with database.engine.connect():
+            await finish_the_second_session.wait()
+
+    try:
+        async with database.engine.connect() as first_session:
+            await first_session.execute(query)
+            async with database.read_connection() as first_read:
+                await first_read.execute(query)
+                started = loop.time()
+                # In this order: the session queues at the pool first, then the reads.
+                session = asyncio.create_task(second_session())
+                reads = [asyncio.create_task(database.lookup(query, {})) for _ in range(2)]
+                await asyncio.sleep(0.6 * pool_timeout)
+            # The late read gives up at 1.0 x the timeout; waiting anew, it would at 1.6 x.
+            await asyncio.sleep(started + 1.3 * pool_timeout - loop.time())
+        outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    finally:
+        finish_the_second_session.set()
+        await database.dispose()
+    await session
+    assert [type(outcome) for outcome in outcomes] == [PoolTimeoutError] * 2, outcomes
 {%- endif %}
 
 

@@ -84,11 +84,14 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=5, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    # Seconds to open a new connection (a server that never answers fails here, not later).
+    db_connect_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = 1800
     # A ping costs a round trip per request; pool_recycle already retires idle connections.
     db_pool_pre_ping: bool = False
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
-    # PgBouncer in transaction mode cannot keep prepared statements between transactions.
+    # PgBouncer in transaction mode: no prepared statements kept between transactions, and the
+    # statement timeout set per transaction (PgBouncer refuses it as a start-up parameter).
     db_pgbouncer: bool = False
     # The server's max_connections left for this service. When set, every process's pool
     # must fit: (DB_POOL_SIZE + DB_MAX_OVERFLOW) x WEB_CONCURRENCY x MAX_REPLICAS.

@@ -3,10 +3,11 @@
 {% if cookiecutter.database == "postgresql" -%}
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Self
 
-from sqlalchemy import Executable, RowMapping, make_url
+from sqlalchemy import Executable, RowMapping, event, make_url
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -20,20 +21,25 @@ from app.core.config import Settings
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
+    # Start-up parameters: PgBouncer passes application_name on, and refuses the others.
+    server_settings = {"application_name": "{{ cookiecutter.project_slug }}"}
+    if not settings.db_pgbouncer:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     connect_args: dict[str, Any] = {
         # Bound the connect so readiness checks fail fast instead of hanging.
-        "timeout": settings.db_pool_timeout,
-        "server_settings": {
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-            "application_name": "{{ cookiecutter.project_slug }}",
-        },
+        "timeout": settings.db_connect_timeout,
+        "server_settings": server_settings,
     }
     if settings.db_pgbouncer:
-        # PgBouncer in transaction mode hands each transaction to any server connection,
-        # so neither asyncpg's nor SQLAlchemy's prepared-statement cache may be used.
+        # PgBouncer in transaction mode hands each transaction to any server connection, so
+        # neither asyncpg's nor SQLAlchemy's prepared-statement cache may be used. Without a
+        # cache asyncpg uses the unnamed statement and parses it again with each execution, so
+        # no statement outlives its message. (Unique names from `prepared_statement_name_func`
+        # fail here: a statement prepared outside a transaction is run on another server
+        # connection, and the names left behind pile up on the server connections.)
         connect_args["statement_cache_size"] = 0
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
@@ -43,6 +49,39 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=connect_args,
     )
+    _treat_connect_timeouts_as_unreachable(engine)
+    if settings.db_pgbouncer:
+        _time_out_each_transaction(engine, settings.db_statement_timeout_ms)
+    return engine
+
+
+def _treat_connect_timeouts_as_unreachable(engine: AsyncEngine) -> None:
+    """A server that accepts the connection but never answers (asyncpg's bare TimeoutError)
+    is unreachable, like one that refuses it: a 503, not a 500.
+    """
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except TimeoutError as exc:
+            msg = "the database did not answer within DB_CONNECT_TIMEOUT"
+            raise ConnectionError(msg) from exc
+
+
+def _time_out_each_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
+    """The statement timeout as the first statement of every transaction (behind PgBouncer).
+
+    `SET LOCAL` ends with its transaction, so it never reaches another client of the same
+    server connection. It costs one statement per transaction; lone reads in autocommit have no
+    transaction to set it in and keep the server's default (see the README).
+    """
+    statement = f"SET LOCAL statement_timeout = {timeout_ms:d}"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _set_statement_timeout(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql(statement)
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:
@@ -52,7 +91,7 @@ def read_only(engine: AsyncEngine) -> AsyncEngine:
 import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Self
 
 from sqlalchemy import Executable, RowMapping, event
@@ -136,6 +175,9 @@ def lookup_engine(engine: AsyncEngine, connections: int) -> Engine:
 {%- endif %}
 
 
+NO_CONNECTION_IN_TIME = "no database connection became free in time"
+
+
 class Database:
     """The engine, the session factory and the queue for lone reads: one per app, built in its
     lifespan from its settings.
@@ -159,31 +201,38 @@ class Database:
     def from_settings(cls, settings: Settings) -> Self:
         engine = create_engine(settings)
         {%- if cookiecutter.database == "postgresql" %}
-        return cls(
-            engine, read_slots=settings.db_pool_size, read_wait_seconds=settings.db_pool_timeout
-        )
+        # A turn for every connection the pool can open, its overflow included: a read then
+        # waits for a turn only while other lone reads hold all of them, and the connection a
+        # finished read hands back is there when its turn comes. Fewer turns would make reads
+        # queue for a turn while overflow connections sit unused.
+        read_slots = settings.db_pool_size + settings.db_max_overflow
+        return cls(engine, read_slots=read_slots, read_wait_seconds=settings.db_pool_timeout)
         {%- else %}
         pool_size: int = engine.pool.size()  # type: ignore[attr-defined]
         return cls(engine, read_slots=pool_size, read_wait_seconds=30.0)
         {%- endif %}
 
     @asynccontextmanager
-    async def _read_slot(self) -> AsyncIterator[None]:
+    async def _read_slot(self) -> AsyncIterator[float | None]:
         """A turn for a read outside a session, in arrival order: the pool itself lets a
         newcomer take a freed connection ahead of requests that were already waiting, and under
         a burst some of those would wait until they time out.
+
+        Yields the deadline (event loop time) of a read that had to wait for its turn, by which
+        it must have its connection too; None when the turn was free at once.
         """
+        deadline = None
         if self._read_slots.locked():
+            deadline = asyncio.get_running_loop().time() + self._read_wait_seconds
             try:
-                async with asyncio.timeout(self._read_wait_seconds):
+                async with asyncio.timeout_at(deadline):
                     await self._read_slots.acquire()
             except TimeoutError as exc:
-                msg = "no database connection became free in time"
-                raise PoolTimeoutError(msg) from exc
+                raise PoolTimeoutError(NO_CONNECTION_IN_TIME) from exc
         else:
             await self._read_slots.acquire()  # a free slot: returns at once, no timer needed
         try:
-            yield
+            yield deadline
         finally:
             self._read_slots.release()
 
@@ -192,8 +241,20 @@ class Database:
         """A connection for reads that need no transaction of their own (readiness checks):
         no session, no unit of work, and the pooled connection is held for the reads alone.
         """
-        async with self._read_slot(), self._read_engine.connect() as connection:
-            yield connection
+        async with self._read_slot() as deadline:
+            if deadline is None:  # no wait for the turn: the pool's own timeout bounds it all
+                async with self._read_engine.connect() as connection:
+                    yield connection
+                return
+            # After a wait for its turn, the read waits at the pool only for what is left of
+            # it: one wait in all, not a turn's and then the pool's whole timeout again.
+            async with AsyncExitStack() as stack:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        connection = await stack.enter_async_context(self._read_engine.connect())
+                except TimeoutError as exc:
+                    raise PoolTimeoutError(NO_CONNECTION_IN_TIME) from exc
+                yield connection
 
     async def lookup(self, statement: Executable, parameters: dict[str, Any]) -> RowMapping | None:
         """The first row of a lone read, such as the current user that every authenticated
