@@ -185,3 +185,19 @@ def test_outside_local_a_missing_mail_server_stops_the_start_with_one_line(
     {%- endif %}
     line = start_refused(tmp_path, env)
     assert line.startswith("Invalid settings: SMTP_HOST, EMAIL_FROM, FRONTEND_URL must be set")
+{%- if cookiecutter.use_redis %}
+
+
+def test_redelivery_must_outlast_a_job_and_its_retry_waits() -> None:
+    # 60 s of job, retries after 10, 20, 30 and 40 s (the longest wait: 40 s plus 1 s of
+    # jitter), and the 2 s margin: 103 s.
+    values = {"job_timeout_seconds": 60, "job_retry_delay_seconds": 10, "job_max_attempts": 5}
+    assert make_settings(**values, job_redeliver_after_seconds=103.5)
+    with pytest.raises(ValidationError) as refused:
+        make_settings(**values, job_redeliver_after_seconds=103)
+    message = str(refused.value)
+    assert "JOB_REDELIVER_AFTER_SECONDS=103 must be longer than JOB_TIMEOUT_SECONDS=60" in message
+    assert "longest retry wait (41 s" in message
+    # A job that is never retried waits for no retry.
+    assert make_settings(job_timeout_seconds=1, job_max_attempts=1, job_redeliver_after_seconds=3.5)
+{%- endif %}
