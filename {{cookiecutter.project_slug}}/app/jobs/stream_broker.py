@@ -147,9 +147,12 @@ class DurableStreamBroker(RedisStreamBroker):
                 type(exc).__name__,
             )
 
-    def redis_answers(self) -> None:
+    async def redis_answers(self) -> None:
         if self._redis_down:
             self._redis_down = False
+            # Idle connections opened before the outage are dead: drop them, so that their next
+            # user does not report a second outage.
+            await self.connection_pool.disconnect(inuse_connections=False)
             logger.info("Redis answers again: the worker takes jobs again")
 
     async def _declare_consumer_group(self) -> None:
@@ -286,7 +289,7 @@ class DurableStreamBroker(RedisStreamBroker):
                     await self._create_group(redis)
                     continue
                 wait = OUTAGE_FIRST_WAIT_SECONDS
-                self.redis_answers()
+                await self.redis_answers()
                 unstarted = list(entries)
                 try:
                     stop_if_cancelled()
