@@ -31,6 +31,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from loguru import logger
@@ -95,7 +96,13 @@ def holder_is_gone(holder: str) -> bool:
         return True
     except PermissionError:  # alive, someone else's
         return False
-    return False
+    # A killed process whose parent has not collected it yet is a zombie: dead all the same.
+    # (/proc is in memory: reading it does not block.)
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return status.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def stop_if_cancelled() -> None:
@@ -219,9 +226,8 @@ class DurableStreamBroker(RedisStreamBroker):
                 await self.remove_idle_consumers(redis)
         except OUTAGE_ERRORS as exc:
             self.redis_unreachable(exc)
-        except ResponseError as exc:  # the group is gone: `listen` creates it again
-            if "NOGROUP" not in str(exc):
-                raise
+        except ResponseError:  # the stream or group is gone: `listen` creates them again
+            pass
 
     async def remove_idle_consumers(self, redis: Redis) -> None:
         consumers = await redis.xinfo_consumers(self.queue_name, self.consumer_group_name)
