@@ -137,3 +137,24 @@ async def test_positional_arguments_are_masked_when_a_job_fails_for_good(
     [line] = failures(lines)
     assert f"arguments {dict.fromkeys(('#0', '#1'), MASK)}" in line
     assert "s3cret-by-position" not in line
+
+
+async def test_a_job_running_past_its_timeout_is_cut_off(
+    mail_settings: Callable[..., Settings],
+) -> None:
+    settings = mail_settings(job_max_attempts=1, job_timeout_seconds=0.2)
+    finished = asyncio.Event()
+
+    async def hangs() -> None:
+        await asyncio.sleep(30)
+        finished.set()
+
+    with error_log() as (lines, logged):
+        async with running_jobs(settings) as jobs:
+            await jobs.add(hangs, "hangs").kiq()
+            async with asyncio.timeout(10):
+                await logged.wait()
+    [line] = failures(lines)
+    assert "Job hangs" in line
+    assert "TimeoutError" in line
+    assert not finished.is_set()
