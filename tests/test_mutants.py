@@ -191,6 +191,19 @@ MUTANTS: dict[str, Mutant] = {
         "tests/test_database.py::test_a_server_that_never_answers_is_503_within_the_connect_timeout",
         POSTGRESQL_REDIS,
     ),
+    "job-acknowledged-before-it-runs": Mutant(
+        "app/jobs/broker.py",
+        "ack_type=AcknowledgeType.WHEN_SAVED.value,",
+        "ack_type=AcknowledgeType.WHEN_RECEIVED.value,",
+        "tests/test_worker.py::test_a_job_is_acknowledged_only_once_it_has_finished",
+        (("use_redis", True),),
+    ),
+    "positional-job-arguments-logged": Mutant(
+        "app/jobs/logged.py",
+        '**{f"#{n}": MASK for n in range(len(message.args))}',
+        '**{f"#{n}": argument for n, argument in enumerate(message.args)}',
+        "tests/test_jobs.py::test_positional_arguments_are_masked_when_a_job_fails_for_good",
+    ),
 }
 
 

@@ -5,6 +5,11 @@ scripts pass it on standard input with `--password-stdin`.
 
 `python -m app.cli purge-expired`: deletes expired refresh and password-reset tokens (run it
 on a schedule: the Kubernetes CronJob, or cron).
+{%- if cookiecutter.use_redis %}
+
+`python -m app.cli jobs dead`: lists the dead letters, jobs that stopped their worker more than
+JOB_MAX_DELIVERIES times (arguments masked); `python -m app.cli jobs retry ID` queues one again.
+{%- endif %}
 """
 
 import argparse
@@ -22,6 +27,10 @@ from app.core.clock import utc_now
 from app.core.config import Settings, load_settings
 from app.core.db import Database
 from app.core.exceptions import ConflictError
+{%- if cookiecutter.use_redis %}
+from app.jobs.broker import create_jobs
+from app.jobs.stream_broker import OUTAGE_ERRORS
+{%- endif %}
 from app.models.user import User
 from app.schemas.user import UserCreate
 from app.services.auth import register_user
@@ -50,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "history; prefer the prompt or --password-stdin)",
     )
     commands.add_parser("purge-expired", help="delete expired refresh and password-reset tokens")
+    {%- if cookiecutter.use_redis %}
+    jobs = commands.add_parser("jobs", help="the job queue's dead letters")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_commands.add_parser("dead", help="list the jobs that stopped their worker too often")
+    retry = jobs_commands.add_parser("retry", help="queue a dead letter's job again")
+    retry.add_argument("id", help="the dead letter's id, as `jobs dead` shows it")
+    {%- endif %}
     return parser
 
 
@@ -115,8 +131,41 @@ async def purge(database: Database, settings: Settings) -> Purged:
     return purged
 
 
+{%- if cookiecutter.use_redis %}
+
+
+async def dead_letters_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`jobs dead` and `jobs retry ID`."""
+    broker = create_jobs(settings).broker
+    try:
+        if args.jobs_command == "retry":
+            if not await broker.retry_dead_letter(args.id):
+                print(f"error: no dead letter {args.id}", file=sys.stderr)  # noqa: T201
+                return 1
+            print(f"Queued the job of dead letter {args.id} again.")  # noqa: T201
+            return 0
+        letters = await broker.dead_letters()
+        for dead_id, deliveries, data in letters:
+            name, task_id, arguments = broker.describe(data)
+            print(  # noqa: T201
+                f"{dead_id}  {name} ({task_id}), {deliveries} deliveries, arguments {arguments}"
+            )
+        print(f"{len(letters)} dead letter(s).")  # noqa: T201
+        return 0
+    except OUTAGE_ERRORS as exc:
+        print(f"error: Redis unreachable ({type(exc).__name__})", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await broker.shutdown()
+{%- endif %}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    {%- if cookiecutter.use_redis %}
+    if args.command == "jobs":
+        return asyncio.run(dead_letters_command(args, load_settings()))
+    {%- endif %}
     if args.command == "purge-expired":
         purged = asyncio.run(_on_database(purge))
         print(  # noqa: T201

@@ -4,7 +4,9 @@
 no settings and builds nothing. At start-up the worker builds what jobs use (database, mailer)
 and touches WORKER_HEARTBEAT_FILE every few seconds while its event loop runs; its liveness
 probe reads the file's age, so a worker whose loop is stuck is restarted, and a Redis or
-database outage (which jobs survive by retrying) restarts nothing.
+database outage restarts nothing: the worker waits for Redis (`stream_broker.py`), and jobs
+survive a database outage by retrying. Each beat also renews the lease on the worker's consumer
+name and removes consumers of dead workers from the group.
 """
 
 import asyncio
@@ -21,6 +23,7 @@ from app.jobs.broker import Jobs, create_jobs
 from app.jobs.context import JobContext
 from app.services.email import EmailTemplates, Mailer
 
+# A third of the consumer name's lease (CONSUMER_LEASE_SECONDS in `app/jobs/broker.py`).
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -65,6 +68,8 @@ class Worker:
         heartbeat = anyio.Path(self.settings.worker_heartbeat_file)
         while True:
             await heartbeat.touch()
+            # Bounded by the Redis timeouts; an outage is logged by the broker, not raised.
+            await self.jobs.broker.keep_alive()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
 

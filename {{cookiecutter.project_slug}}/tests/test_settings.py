@@ -261,4 +261,18 @@ def test_a_worker_needs_the_mail_settings_and_no_secret_of_the_api(tmp_path: Pat
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_redelivery_must_outlast_a_job_and_its_retry_waits() -> None:
+    # 60 s of job, retries after 10, 20, 30 and 40 s (the longest wait: 40 s plus 1 s of
+    # jitter), and the 2 s margin: 103 s.
+    values = {"job_timeout_seconds": 60, "job_retry_delay_seconds": 10, "job_max_attempts": 5}
+    assert make_settings(**values, job_redeliver_after_seconds=103.5)
+    with pytest.raises(ValidationError) as refused:
+        make_settings(**values, job_redeliver_after_seconds=103)
+    message = str(refused.value)
+    assert "JOB_REDELIVER_AFTER_SECONDS=103 must be longer than JOB_TIMEOUT_SECONDS=60" in message
+    assert "longest retry wait (41 s" in message
+    # A job that is never retried waits for no retry.
+    assert make_settings(job_timeout_seconds=1, job_max_attempts=1, job_redeliver_after_seconds=3.5)
 {%- endif %}

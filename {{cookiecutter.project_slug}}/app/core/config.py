@@ -2,6 +2,7 @@
 
 import enum
 {%- if cookiecutter.use_redis %}
+import socket
 import tempfile
 {%- endif %}
 from collections.abc import Iterator
@@ -31,6 +32,15 @@ GENERATE_KEY_HINT = (
     'generate one with: python -c "import secrets; print(secrets.token_urlsafe(64))"'
 )
 MASK = "**********"
+# The longest wait before a retry, in seconds (the n-th retry waits n x JOB_RETRY_DELAY_SECONDS).
+MAX_RETRY_DELAY_SECONDS = 900.0
+{%- if cookiecutter.use_redis %}
+# The random part added to each retry's wait, at most.
+RETRY_JITTER_SECONDS = 1.0
+# What JOB_REDELIVER_AFTER_SECONDS keeps beyond a job's longest run and retry wait: the
+# acknowledgement's round trip, a busy event loop.
+REDELIVERY_MARGIN_SECONDS = 2.0
+{%- endif %}
 
 
 def mask_password(url: str) -> str:
@@ -168,10 +178,16 @@ class Settings(BaseSettings):
     # retry (n times this, plus up to a second of jitter).
     job_max_attempts: int = Field(default=5, ge=1, le=20)
     job_retry_delay_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # A job still running after this long is cut off (and fails, so it may be retried).
+    job_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     {%- if cookiecutter.use_redis %}
     # A job not acknowledged for this long (its worker died) is taken over by another worker:
-    # longer than any job runs, retries' waits included.
-    job_redeliver_after_seconds: int = Field(default=300, ge=1)
+    # longer than any job runs, retries' waits included (checked below).
+    job_redeliver_after_seconds: float = Field(default=300.0, gt=0)
+    # A job delivered more often than this (it stopped its worker each time) is dead-lettered.
+    job_max_deliveries: int = Field(default=5, ge=1, le=100)
+    # The worker's consumer name is `<WORKER_NAME>-<n>`: the host name, or the pod's name.
+    worker_name: str = Field(default_factory=socket.gethostname, min_length=1, pattern=r"^\S+$")
     # Touched every few seconds by a running worker; its liveness probe reads its age.
     worker_heartbeat_file: Path = Path(tempfile.gettempdir()) / "worker-heartbeat"
     {%- endif %}
@@ -224,6 +240,30 @@ class Settings(BaseSettings):
                 f"(DB_POOL_SIZE + DB_MAX_OVERFLOW) x WEB_CONCURRENCY x MAX_REPLICAS = {needed} "
                 f"connections, more than DB_MAX_CONNECTIONS={self.db_max_connections}; lower the "
                 "pool or the process count, or put PgBouncer in front (DB_PGBOUNCER=true)"
+            )
+            raise ValueError(msg)
+        return self
+    {%- endif %}
+
+    {%- if cookiecutter.use_redis %}
+
+    @model_validator(mode="after")
+    def _redelivery_outlasts_a_job(self) -> Self:
+        retries = self.job_max_attempts - 1
+        longest_retry_wait = (
+            min(self.job_retry_delay_seconds * retries, MAX_RETRY_DELAY_SECONDS)
+            + RETRY_JITTER_SECONDS
+            if retries
+            else 0.0
+        )
+        needed = self.job_timeout_seconds + longest_retry_wait + REDELIVERY_MARGIN_SECONDS
+        if self.job_redeliver_after_seconds <= needed:
+            msg = (
+                f"JOB_REDELIVER_AFTER_SECONDS={self.job_redeliver_after_seconds:g} must be longer "
+                f"than JOB_TIMEOUT_SECONDS={self.job_timeout_seconds:g} plus the longest retry "
+                f"wait ({longest_retry_wait:g} s, from JOB_RETRY_DELAY_SECONDS and "
+                f"JOB_MAX_ATTEMPTS) plus {REDELIVERY_MARGIN_SECONDS:g} s, more than "
+                f"{needed:g} s: else a job still running is handed to a second worker"
             )
             raise ValueError(msg)
         return self

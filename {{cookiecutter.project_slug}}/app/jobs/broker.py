@@ -1,24 +1,25 @@
-"""The job queue: a taskiq broker built from the settings, with bounded retries.
+"""The job queue: a taskiq broker built from the settings, with bounded retries and a timeout.
 {%- if cookiecutter.use_redis %}
 
 Jobs go through a Redis stream, `<REDIS_KEY_PREFIX>:jobs`, which the workers (`app/worker.py`)
 read as one consumer group: each job goes to one worker, and is acknowledged (and deleted) only
-once it has finished (taskiq's `when_saved`), so the job of a worker that died stays pending
-and another worker takes it over after JOB_REDELIVER_AFTER_SECONDS (`stream_broker.py`). Jobs
-must therefore be idempotent.
+once it has finished (taskiq's `when_saved`). The job of a worker that died stays pending: a
+worker restarted on the same host takes it back at start, any other worker after
+JOB_REDELIVER_AFTER_SECONDS; a job that stopped its worker more than JOB_MAX_DELIVERIES times
+goes to the dead letters (`stream_broker.py`). Jobs must therefore be idempotent. Each job runs
+for at most JOB_TIMEOUT_SECONDS, so a running job is never handed to a second worker.
 {%- else %}
 
-Jobs run in this process, after the response, on taskiq's in-memory broker. They are not
-durable: a job in flight or waiting for a retry is lost when the process stops. That suits
-development and a single node; render the template with Redis for a durable queue read by
-separate worker processes.
+Jobs run in this process, after the response, on taskiq's in-memory broker, each for at most
+JOB_TIMEOUT_SECONDS. They are not durable: a job in flight or waiting for a retry is lost when
+the process stops. That suits development and a single node; render the template with Redis
+for a durable queue read by separate worker processes.
 {%- endif %}
 """
 
 import asyncio
-import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -34,39 +35,29 @@ from taskiq.middlewares import SmartRetryMiddleware
 from taskiq.result import TaskiqResult
 
 from app.core.clock import utc_now
-from app.core.config import Settings
+from app.core.config import MAX_RETRY_DELAY_SECONDS, Settings
 {%- if cookiecutter.use_redis %}
 from app.core.exceptions import ServiceUnavailableError
 {%- else %}
 from app.jobs.context import JobContext
 {%- endif %}
+from app.jobs.logged import loggable_arguments
 from app.jobs.password_reset import send_password_reset
 {%- if cookiecutter.use_redis %}
 from app.jobs.stream_broker import DurableStreamBroker
-{%- endif %}
 
-MASK = "**********"
-# Job arguments whose names say they hold a secret are never logged.
-SECRET_ARGUMENT = re.compile(r"(?i)password|secret|token|key|credential")
-# The longest wait before a retry, in seconds (the n-th retry waits n x JOB_RETRY_DELAY_SECONDS).
-MAX_RETRY_DELAY_SECONDS = 900.0
-{%- if cookiecutter.use_redis %}
-# How long a worker waits before it looks again at an empty stream, in milliseconds: the most
-# a new job waits for an idle worker.
+# How long one blocking read of an empty stream waits, in milliseconds; a new job ends it at
+# once. Between reads the worker looks for jobs left pending by dead workers.
 STREAM_POLL_MS = 500
 # Jobs a worker takes from the stream at once (they are pending on that worker until done).
 JOBS_READ_AT_ONCE = 10
+# How long a worker's consumer name stays leased without a renewal: three heartbeats.
+CONSUMER_LEASE_SECONDS = 15.0
 {%- else %}
+
 # At shutdown, how long the jobs still running get to finish.
 SHUTDOWN_WAIT_SECONDS = 10.0
 {%- endif %}
-
-
-def redact(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments as they may be logged: values of secret-sounding names masked."""
-    return {
-        name: MASK if SECRET_ARGUMENT.search(name) else value for name, value in arguments.items()
-    }
 
 
 class RetryWithBackoff(SmartRetryMiddleware):
@@ -102,7 +93,7 @@ class RetryWithBackoff(SmartRetryMiddleware):
                 attempts,
                 type(exception).__name__,
                 exception,
-                {**redact(message.kwargs), **{f"#{n}": MASK for n in range(len(message.args))}},
+                loggable_arguments(message),
             )
 
 
@@ -110,17 +101,23 @@ class Jobs:
     {%- if cookiecutter.use_redis %}
     """The app's jobs on one broker: methods queue them, the broker runs them in the workers."""
 
-    def __init__(self, broker: DurableStreamBroker) -> None:
+    def __init__(self, broker: DurableStreamBroker, timeout_seconds: float) -> None:
     {%- else %}
     """The app's jobs on one broker: methods queue them, the broker runs them."""
 
-    def __init__(self, broker: InMemoryBroker) -> None:
+    def __init__(self, broker: InMemoryBroker, timeout_seconds: float) -> None:
     {%- endif %}
         self.broker = broker
-        self.send_password_reset = broker.register_task(
-            send_password_reset,
-            task_name="send_password_reset",
+        self.timeout_seconds = timeout_seconds
+        self.send_password_reset = self.add(send_password_reset, "send_password_reset")
+
+    def add(self, function: Callable[..., Any], name: str) -> AsyncTaskiqDecoratedTask[Any, Any]:
+        """Register a job: acknowledged once it has finished, cut off after the timeout."""
+        return self.broker.register_task(
+            function,
+            task_name=name,
             ack_type=AcknowledgeType.WHEN_SAVED.value,
+            timeout=self.timeout_seconds,
         )
     {%- if cookiecutter.use_redis %}
 
@@ -173,13 +170,18 @@ def create_jobs(settings: Settings) -> Jobs:
     {%- if cookiecutter.use_redis %}
     broker = DurableStreamBroker(
         settings.redis_url,
+        worker_name=settings.worker_name,
+        max_deliveries=settings.job_max_deliveries,
+        lease_seconds=CONSUMER_LEASE_SECONDS,
         queue_name=f"{settings.redis_key_prefix}:jobs",
         consumer_group_name=f"{settings.redis_key_prefix}:workers",
         # A consumer group created after jobs were queued still gets them.
         consumer_id="0",
-        idle_timeout=settings.job_redeliver_after_seconds * 1000,
-        xread_block=STREAM_POLL_MS,
+        idle_timeout=int(settings.job_redeliver_after_seconds * 1000),
+        # A blocking read must end before the socket timeout, which would read as an outage.
+        xread_block=min(STREAM_POLL_MS, int(settings.redis_socket_timeout * 500)),
         xread_count=JOBS_READ_AT_ONCE,
+        unacknowledged_batch_size=JOBS_READ_AT_ONCE,
         socket_connect_timeout=settings.redis_connect_timeout,
         socket_timeout=settings.redis_socket_timeout,
         health_check_interval=30,
@@ -197,4 +199,4 @@ def create_jobs(settings: Settings) -> Jobs:
             use_jitter=True,
         )
     )
-    return Jobs(broker)
+    return Jobs(broker, settings.job_timeout_seconds)
