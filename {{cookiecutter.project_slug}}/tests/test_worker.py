@@ -152,13 +152,16 @@ async def test_a_job_is_acknowledged_only_once_it_has_finished(
     async with running_jobs(settings) as jobs:
         task = jobs.add(slow, "slow")
         await task.kiq()
-        async with asyncio.timeout(10):
-            await started.wait()
-            # Running: still pending, so a worker that dies now leaves it for another.
-            assert await pending(settings, jobs.broker.queue_name) == 1
-            finish.set()
-            await finished.wait()
-            await eventually(lambda: pending(settings, jobs.broker.queue_name), 0)
+        try:
+            async with asyncio.timeout(10):
+                await started.wait()
+                # Running: still pending, so a worker that dies now leaves it for another.
+                assert await pending(settings, jobs.broker.queue_name) == 1
+                finish.set()
+                await finished.wait()
+                await eventually(lambda: pending(settings, jobs.broker.queue_name), 0)
+        finally:
+            finish.set()  # a failed check must not leave the worker's stop waiting for the job
 
 
 async def test_two_live_workers_never_share_a_consumer_name(
