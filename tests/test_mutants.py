@@ -140,6 +140,12 @@ MUTANTS: dict[str, Mutant] = {
         "            if True:\n",
         "tests/test_schema_check.py::test_a_database_never_migrated_is_not_an_outage",
     ),
+    "readiness-probes-log-alembic-chatter": Mutant(
+        "app/core/migrations.py",
+        '        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)\n',
+        "",
+        "tests/test_schema_check.py::test_a_readiness_probe_logs_only_its_request_line",
+    ),
     "postgresql-undefined-column-is-a-500": Mutant(
         "app/core/migrations.py",
         'MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})',

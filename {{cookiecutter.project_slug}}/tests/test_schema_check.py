@@ -51,9 +51,9 @@ class Served:
 
 
 @asynccontextmanager
-async def served(database_url: str) -> AsyncIterator[Served]:
-    """An app on this database, its lifespan running, and what it logs."""
-    app = create_app(make_settings(database_url=database_url))
+async def served(database_url: str, **settings: Any) -> AsyncIterator[Served]:
+    """An app on this database (and these settings), its lifespan running, and what it logs."""
+    app = create_app(make_settings(database_url=database_url, **settings))
     lines: list[str] = []
     sink = logger.add(lines.append, format="{level} {message}", level="INFO")
     try:
@@ -224,6 +224,21 @@ async def test_a_missing_table_at_the_code_s_revision_is_a_bug(empty_database_ur
         )
     assert response.status_code == 500
     assert response.json()["error_code"] == "INTERNAL_ERROR"
+
+
+async def test_a_readiness_probe_logs_only_its_request_line(empty_database_url: str) -> None:
+    """Probes come every few seconds: reading the revision adds no line of its own."""
+    await migrate(empty_database_url, "head")
+    # At INFO, where the request lines and Alembic's own chatter would show.
+    async with served(empty_database_url, log_level="INFO") as service:
+        logged_before = len(service.logged)
+        for _ in range(3):
+            ready = await service.client.get("/health/ready")
+            assert ready.status_code == 200, ready.text
+        probe_lines = service.logged[logged_before:]
+    assert any("GET /health/ready 200" in line for line in probe_lines)  # the app's own
+    # Besides the request lines (the app's, and the test client's), nothing.
+    assert [line for line in probe_lines if "/health/ready" not in line] == []
 
 
 async def test_a_request_reads_no_revision(app: FastAPI, committed_client: AsyncClient) -> None:

@@ -7,6 +7,7 @@ never read it.
 """
 
 import asyncio
+import logging
 {%- if cookiecutter.database == "sqlite" %}
 import re
 {%- endif %}
@@ -95,6 +96,9 @@ class SchemaCheck:
             raise RuntimeError(msg)
         self._migrations = migrations
         self.code_revision = head
+        # Alembic logs the dialect at INFO each time it reads the revision: in this process,
+        # that would be two lines per readiness probe.
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
         # Loads every revision now: comparing later touches no file.
         self._known = {script.revision for script in migrations.walk_revisions()}
         self.state = SchemaState(SchemaStatus.UNKNOWN, None, head)
