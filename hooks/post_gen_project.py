@@ -58,6 +58,8 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "use_redis": (
         "app/core/redis.py",
         "app/jobs/stream_broker.py",
+        "app/jobs/consumer_lease.py",
+        "app/jobs/dead_letters.py",
         "app/worker.py",
         "tests/test_worker.py",
     ),

@@ -55,7 +55,9 @@ REDIS_TRACES = {
     "redis module": re.compile(r"\bcore[./]redis\b"),
     "taskiq-redis": re.compile(r"(?i)taskiq[-_]redis"),
     "worker entry": re.compile(r"\bapp[./:]worker\b"),
-    "stream broker": re.compile(r"stream_broker|StreamBroker"),
+    "stream broker": re.compile(
+        r"stream_broker|StreamBroker|consumer_lease|ConsumerLease|DeadLetters"
+    ),
     "worker target or service": re.compile(r"(?m)^(?:  )?worker:"),
 }
 

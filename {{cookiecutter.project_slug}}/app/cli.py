@@ -139,14 +139,14 @@ async def dead_letters_command(args: argparse.Namespace, settings: Settings) -> 
     broker = create_jobs(settings).broker
     try:
         if args.jobs_command == "retry":
-            if not await broker.retry_dead_letter(args.id):
+            if not await broker.dead_letters.retry(args.id):
                 print(f"error: no dead letter {args.id}", file=sys.stderr)  # noqa: T201
                 return 1
             print(f"Queued the job of dead letter {args.id} again.")  # noqa: T201
             return 0
-        letters = await broker.dead_letters()
+        letters = await broker.dead_letters.oldest_first()
         for dead_id, deliveries, data in letters:
-            name, task_id, arguments = broker.describe(data)
+            name, task_id, arguments = broker.dead_letters.describe(data)
             print(  # noqa: T201
                 f"{dead_id}  {name} ({task_id}), {deliveries} deliveries, arguments {arguments}"
             )

@@ -169,12 +169,14 @@ async def test_two_live_workers_never_share_a_consumer_name(
 ) -> None:
     settings = mail_settings(worker_name="same-host")
     async with running_jobs(settings) as first, running_jobs(settings) as second:
-        await eventually(lambda: first.broker.leased and second.broker.leased)
+        await eventually(
+            lambda: first.broker.consumer_lease.held and second.broker.consumer_lease.held
+        )
         names = {first.broker.consumer_name, second.broker.consumer_name}
         assert names == {"same-host-0", "same-host-1"}
     # Both leases were released at the stop: a new worker gets the first name again.
     async with running_jobs(settings) as third:
-        await eventually(lambda: third.broker.leased)
+        await eventually(lambda: third.broker.consumer_lease.held)
         assert third.broker.consumer_name == "same-host-0"
 
 
@@ -229,8 +231,8 @@ async def test_a_job_delivered_too_often_goes_to_the_dead_letters(
         # The third delivery is one too many: dead-lettered, not run.
         async with running_jobs(settings) as worker_jobs:
             worker_jobs.add(poison, "poison")
-            await eventually(worker_jobs.broker.dead_letters)
-            [(dead_id, deliveries_count, _)] = await worker_jobs.broker.dead_letters()
+            await eventually(worker_jobs.broker.dead_letters.oldest_first)
+            [(dead_id, deliveries_count, _)] = await worker_jobs.broker.dead_letters.oldest_first()
             assert deliveries_count == 3
             assert runs == []
             assert await pending(settings, jobs.broker.queue_name) == 0
@@ -264,12 +266,12 @@ async def test_idle_consumers_of_dead_workers_are_removed(
         broker = jobs.broker
         redis = Redis.from_url(TEST_REDIS_URL)
         try:
-            await eventually(lambda: broker.leased)
+            await eventually(lambda: broker.consumer_lease.held)
             stream, group = broker.queue_name, broker.consumer_group_name
             for name in ("gone-0", "alive-0"):
                 await redis.xgroup_createconsumer(stream, group, name)
             # A live worker holds the lease on its name.
-            await redis.set(broker.lease_key("alive-0"), "another worker", px=10_000)
+            await redis.set(broker.consumer_lease.key("alive-0"), "another worker", px=10_000)
             await broker.keep_alive()
             consumers = await redis.xinfo_consumers(stream, group)
         finally:

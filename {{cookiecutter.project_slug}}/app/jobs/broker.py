@@ -6,7 +6,7 @@ read as one consumer group: each job goes to one worker, and is acknowledged (an
 once it has finished (taskiq's `when_saved`). The job of a worker that died stays pending: a
 worker restarted on the same host takes it back at start, any other worker after
 JOB_REDELIVER_AFTER_SECONDS; a job that stopped its worker more than JOB_MAX_DELIVERIES times
-goes to the dead letters (`stream_broker.py`). Jobs must therefore be idempotent. Each job runs
+goes to the dead letters (`dead_letters.py`). Jobs must therefore be idempotent. Each job runs
 for at most JOB_TIMEOUT_SECONDS, so a running job is never handed to a second worker.
 {%- else %}
 
