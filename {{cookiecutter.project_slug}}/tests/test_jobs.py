@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import pytest
 from loguru import logger
 
-from app.core.config import Settings
-from app.jobs.logged import MASK, redact
+from app.core.config import MASK, Settings
+from app.jobs.logged import redact
 from tests.helpers import running_jobs
 {%- if cookiecutter.use_redis %}
 

@@ -19,10 +19,9 @@ from redis.asyncio import Redis
 
 from app import worker
 from app.cli import dead_letters_command
-from app.core.config import Settings
+from app.core.config import MASK, Settings
 from app.core.logger import setup_logging
 from app.jobs.broker import create_jobs
-from app.jobs.logged import MASK
 from app.jobs.stream_broker import DurableStreamBroker
 from tests.helpers import TEST_REDIS_URL, TEST_SETTINGS, running_jobs
 

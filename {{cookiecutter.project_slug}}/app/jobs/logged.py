@@ -6,7 +6,8 @@ from typing import Any
 
 from taskiq import TaskiqMessage
 
-MASK = "**********"
+from app.core.config import MASK
+
 # Job arguments whose names say they hold a secret are never logged.
 SECRET_ARGUMENT = re.compile(r"(?i)password|secret|token|key|credential")
 
