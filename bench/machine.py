@@ -9,7 +9,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from helpers import pg_admin
+from servers import pg_admin
 
 from bench.config import BCRYPT_COST, ROOT
 from bench.storms import redis_client

@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from helpers import (
-    PROJECT_TEMPLATE,
+from helpers import PROJECT_TEMPLATE, check, full_answers, render_string
+from servers import (
     access_token,
-    check,
     free_port,
-    full_answers,
     mail_env,
     migrate_with_superuser,
     pg_admin,
-    render_string,
     serve,
     throwaway_database,
 )
