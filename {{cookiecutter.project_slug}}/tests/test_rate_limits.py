@@ -18,6 +18,7 @@ import bcrypt
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
+from limits import RateLimitItemPerHour
 from loguru import logger
 from pydantic import ValidationError
 {%- if cookiecutter.use_redis %}
@@ -382,11 +383,15 @@ async def test_openapi_documents_the_429s(client: AsyncClient) -> None:
         assert "429" in paths[f"/api/v1{path}"]["post"]["responses"], path
 
 
+def test_a_limit_is_parsed_when_the_settings_are_read() -> None:
+    assert make_settings(rate_limit_signup="7/hour").rate_limit_signup == RateLimitItemPerHour(7)
+
+
 @pytest.mark.parametrize("value", ["5 per fortnight", "", "five/minute"])
 def test_a_malformed_limit_is_refused_with_its_name(value: str) -> None:
     with pytest.raises(ValidationError, match="rate_limit_signup") as info:
         make_settings(rate_limit_signup=value)
-    assert "is not a rate limit" in str(info.value)
+    assert "must be a rate limit like '5/minute'" in str(info.value)
 {%- if cookiecutter.use_redis %}
 
 
