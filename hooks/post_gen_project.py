@@ -41,6 +41,7 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
         "deploy/kubernetes/hpa.yaml",
         "deploy/kubernetes/pdb.yaml",
         "deploy/kubernetes/purge-cronjob.yaml",
+        "docs/kubernetes.md",
     ),
     "use_b2_storage": (
         "app/services/back_blaze_b2.py",

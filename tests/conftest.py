@@ -2,6 +2,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from deploy_files import Variant, deployment_variants
 from helpers import TEMPLATE_DIR
 
 
@@ -41,3 +42,10 @@ def render_once(cookies_session) -> Callable[..., Path]:
         return cache[key]
 
     return render
+
+
+@pytest.fixture(scope="session")
+def variants() -> list[Variant]:
+    """The deployment files of every combination, rendered once for the test_deploy_*.py
+    modules (deploy_files.py)."""
+    return deployment_variants()

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -133,12 +134,14 @@ def test_cruft_update_applies_a_template_change_quietly(template_repo, tmp_path)
     assert not list(root.rglob("*.rej"))
 
 
-def test_the_wheel_carries_the_email_templates(cookies, tmp_path):
-    """The mail templates are package data: a built wheel has every file of app/templates/."""
+def test_the_builds_carry_the_email_templates_and_the_docs(cookies, tmp_path):
+    """The mail templates are package data: the wheel (built from the sdist) has every file of
+    app/templates/. The sdist has the README and the docs/ it links to.
+    """
     result = cookies.bake()
     assert result.exit_code == 0, repr(result.exception)
     root = result.project_path
-    build = [str(BIN / "uv"), "build", "--wheel", "--python", sys.executable]
+    build = [str(BIN / "uv"), "build", "--python", sys.executable]
     build += ["--out-dir", str(tmp_path / "dist")]
     env = tool_env(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     if run([*build, "--offline"], cwd=root, env=env).returncode != 0:
@@ -150,3 +153,10 @@ def test_the_wheel_carries_the_email_templates(cookies, tmp_path):
     assert templates, "no template in the rendered project"
     with zipfile.ZipFile(wheel) as archive:
         assert templates <= set(archive.namelist())
+    (sdist,) = (tmp_path / "dist").glob("*.tar.gz")
+    docs = {path.relative_to(root).as_posix() for path in (root / "docs").glob("*.md")}
+    assert docs, "no docs/ in the rendered project"
+    with tarfile.open(sdist) as archive:
+        # Each member is under the sdist's own top directory.
+        carried = {name.partition("/")[2] for name in archive.getnames()}
+    assert {"README.md", *docs} <= carried, sorted(carried)

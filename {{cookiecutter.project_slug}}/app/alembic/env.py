@@ -40,8 +40,10 @@ def _configure(connection: Connection | None = None) -> None:
         url=None if connection is not None else settings.database_url,
         target_metadata=target_metadata,
         compare_type=True,
+        {%- if cookiecutter.database == "sqlite" %}
         # SQLite can alter a table only by copying it; batch mode does that for autogenerate.
-        render_as_batch=settings.database_url.startswith("sqlite"),
+        render_as_batch=True,
+        {%- endif %}
         literal_binds=connection is None,
         process_revision_directives=_skip_empty_autogenerate,
     )

@@ -75,7 +75,7 @@ async def ready(
         error.extra.update(checks={"database": str(schema.status)}, revisions=schema.revisions())
         raise error
     # A schema ahead of the code keeps the pod ready: the next release's migration runs before
-    # its pods start, and the pods of this release serve meanwhile (see "Faults" in README.md).
+    # its pods start, and the pods of this release serve meanwhile (docs/operations.md, "Faults").
     checks = {"database": str(schema.status)}
     {%- if cookiecutter.use_redis %}
     checks["redis"] = "ok" if await _answers("redis", request.app.state.redis.ping) else "down"

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 {%- if cookiecutter.use_redis %}
 from pathlib import Path
 {%- endif %}
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from limits import parse
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, parse
 from pydantic import (
     Field,
     NameEmail,
+    PlainValidator,
     SecretStr,
     ValidationError,
     field_validator,
@@ -41,6 +42,20 @@ RETRY_JITTER_SECONDS = 1.0
 # acknowledgement's round trip, a busy event loop.
 REDELIVERY_MARGIN_SECONDS = 2.0
 {%- endif %}
+
+
+def _parse_rate_limit(value: object) -> RateLimitItem:
+    if isinstance(value, RateLimitItem):
+        return value
+    try:
+        return parse(str(value))
+    except ValueError as exc:
+        msg = "must be a rate limit like '5/minute' or '100/hour'"
+        raise ValueError(msg) from exc
+
+
+# A rate limit in the `limits` notation ("5/minute", "100/hour"), parsed once into its item.
+RateLimit = Annotated[RateLimitItem, PlainValidator(_parse_rate_limit)]
 
 
 def mask_password(url: str) -> str:
@@ -147,16 +162,16 @@ class Settings(BaseSettings):
     # Auth rate limits, in the `limits` notation ("5/minute", "100/hour"). Login counts failed
     # attempts only, per account and per client address; the others count every request per
     # client address.
-    rate_limit_login_account: str = "5/minute"
-    rate_limit_login_address: str = "20/minute"
-    rate_limit_signup: str = "10/minute"
-    rate_limit_refresh: str = "30/minute"
-    rate_limit_password_change: str = "5/minute"  # noqa: S105 - a rate, not a password
+    rate_limit_login_account: RateLimit = RateLimitItemPerMinute(5)
+    rate_limit_login_address: RateLimit = RateLimitItemPerMinute(20)
+    rate_limit_signup: RateLimit = RateLimitItemPerMinute(10)
+    rate_limit_refresh: RateLimit = RateLimitItemPerMinute(30)
+    rate_limit_password_change: RateLimit = RateLimitItemPerMinute(5)
     # Password-reset requests per e-mail address asked for, and per client address; confirmations
     # per client address.
-    rate_limit_password_reset_account: str = "5/hour"  # noqa: S105 - a rate, not a password
-    rate_limit_password_reset_address: str = "20/hour"  # noqa: S105 - a rate, not a password
-    rate_limit_password_reset_confirm: str = "10/minute"  # noqa: S105 - a rate, not a password
+    rate_limit_password_reset_account: RateLimit = RateLimitItemPerHour(5)
+    rate_limit_password_reset_address: RateLimit = RateLimitItemPerHour(20)
+    rate_limit_password_reset_confirm: RateLimit = RateLimitItemPerMinute(10)
 
     # Outgoing e-mail (the password-reset link). In `local` without SMTP_HOST, mail is written
     # to the log instead; every other environment must set SMTP_HOST, EMAIL_FROM, FRONTEND_URL.
@@ -208,24 +223,6 @@ class Settings(BaseSettings):
     b2_link_valid_seconds: int = Field(default=3600, ge=1, le=604_800)
     {%- endif %}
 
-    @field_validator(
-        "rate_limit_login_account",
-        "rate_limit_login_address",
-        "rate_limit_signup",
-        "rate_limit_refresh",
-        "rate_limit_password_change",
-        "rate_limit_password_reset_account",
-        "rate_limit_password_reset_address",
-        "rate_limit_password_reset_confirm",
-    )
-    @classmethod
-    def _parse_rate_limit(cls, value: str) -> str:
-        try:
-            parse(value)
-        except ValueError as exc:
-            msg = f"{value!r} is not a rate limit like '5/minute' or '100/hour'"
-            raise ValueError(msg) from exc
-        return value
     {%- if cookiecutter.database == "postgresql" %}
 
     @model_validator(mode="after")

@@ -74,7 +74,7 @@ def _time_out_each_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
 
     `SET LOCAL` ends with its transaction, so it never reaches another client of the same
     server connection. It costs one statement per transaction; lone reads in autocommit have no
-    transaction to set it in and keep the server's default (see the README).
+    transaction to set it in and keep the server's default (see docs/operations.md).
     """
     statement = f"SET LOCAL statement_timeout = {timeout_ms:d}"
 

@@ -69,13 +69,22 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """Pool exhausted, server down or restarted, SQLite busy for too long: retry later.
+    {%- if cookiecutter.database == "postgresql" %}
+    """Pool exhausted, server down or restarted: retry later.
 
     A refused connection reaches here as the builtin ConnectionError, before SQLAlchemy can
     wrap it. A missing table or column in a database that is not migrated for this code is no
     outage: 503 without `Retry-After`, until an operator migrates it. Any other database error
     is a bug and stays a 500.
     """
+    {%- else %}
+    """Pool exhausted, database file locked past the busy timeout or not there: retry later.
+
+    A missing table or column in a database that is not migrated for this code is no outage:
+    503 without `Retry-After`, until an operator migrates it. Any other database error is a
+    bug and stays a 500.
+    """
+    {%- endif %}
     if isinstance(exc, DBAPIError) and is_missing_schema(exc):
         schema_check: SchemaCheck = request.app.state.schema_check
         if await schema_check.explains_missing_schema(request.app.state.database):

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 {%- if cookiecutter.use_redis %}
 from limits.aio.storage import MemoryStorage, RedisStorage
 {%- else %}
@@ -98,14 +98,14 @@ class RateLimiter:
     def __init__(self, settings: Settings) -> None:
     {%- endif %}
         self.limits: dict[str, RateLimitItem] = {
-            "login_account": parse(settings.rate_limit_login_account),
-            "login_address": parse(settings.rate_limit_login_address),
-            "signup": parse(settings.rate_limit_signup),
-            "refresh": parse(settings.rate_limit_refresh),
-            "password_change": parse(settings.rate_limit_password_change),
-            "password_reset_account": parse(settings.rate_limit_password_reset_account),
-            "password_reset_address": parse(settings.rate_limit_password_reset_address),
-            "password_reset_confirm": parse(settings.rate_limit_password_reset_confirm),
+            "login_account": settings.rate_limit_login_account,
+            "login_address": settings.rate_limit_login_address,
+            "signup": settings.rate_limit_signup,
+            "refresh": settings.rate_limit_refresh,
+            "password_change": settings.rate_limit_password_change,
+            "password_reset_account": settings.rate_limit_password_reset_account,
+            "password_reset_address": settings.rate_limit_password_reset_address,
+            "password_reset_confirm": settings.rate_limit_password_reset_confirm,
         }
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         # (limit name, key) -> when its window frees up. A moving window gains no capacity

@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.core.clock import utc_now
 
-# Explicit constraint names keep migrations identical on every database.
+# Explicit constraint names: a migration can name the constraint it alters or drops.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -21,10 +21,14 @@ NAMING_CONVENTION = {
 
 
 class UTCDateTime(TypeDecorator[datetime]):
+    {%- if cookiecutter.database == "postgresql" %}
+    """A timezone-aware timestamp that always comes back in UTC; a naive one is refused."""
+    {%- else %}
     """A timezone-aware timestamp that always comes back in UTC.
 
     SQLite keeps no offset, so values are stored as UTC and marked UTC again on the way out.
     """
+    {%- endif %}
 
     impl = DateTime(timezone=True)
     cache_ok = True

@@ -10,7 +10,7 @@ from app.models.base import Base
 class User(Base):
     __tablename__ = "users"
 
-    # Stored lower-cased, so a plain unique index makes both case-insensitive on every database.
+    # Stored lower-cased, so a plain unique index makes both case-insensitive.
     username: Mapped[str] = mapped_column(String(field_sizes.USERNAME_MAX), unique=True)
     email: Mapped[str] = mapped_column(String(field_sizes.EMAIL_MAX), unique=True)
     first_name: Mapped[str] = mapped_column(String(field_sizes.NAME_MAX))

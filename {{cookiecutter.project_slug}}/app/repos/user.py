@@ -20,7 +20,11 @@ class UserRepository(BaseRepository[User]):
         """Find a user by username or email (both stored NFKC-normalised and lower-cased)."""
         login = unicodedata.normalize("NFKC", login).strip().lower()
         if "\x00" in login:
+            {%- if cookiecutter.database == "postgresql" %}
             return None  # no username or email holds one, and PostgreSQL refuses it in a query
+            {%- else %}
+            return None  # no username or email holds one
+            {%- endif %}
         result = await self.session.scalars(
             select(User).where(or_(User.username == login, User.email == login))
         )
@@ -49,15 +53,21 @@ class UserRepository(BaseRepository[User]):
             raise ConflictError("The user still owns data that must be deleted first") from exc
 
     async def other_active_superusers(self, user: User) -> int:
+        {%- if cookiecutter.database == "postgresql" %}
         """How many active superusers there are besides `user`; their rows stay locked until
-        the transaction ends (PostgreSQL), so two admins cannot demote each other at once.
-        SQLite needs no lock: its write transactions already run one at a time.
+        the transaction ends, so two admins cannot demote each other at once.
         """
         query = (
             select(User.id)
             .where(User.is_superuser, User.is_active, User.id != user.id)
             .with_for_update()
         )
+        {%- else %}
+        """How many active superusers there are besides `user`. Two admins cannot demote each
+        other at once: the read runs in a write transaction (BEGIN IMMEDIATE), one at a time.
+        """
+        query = select(User.id).where(User.is_superuser, User.is_active, User.id != user.id)
+        {%- endif %}
         return len((await self.session.scalars(query)).all())
 
     async def list_page(self, *, offset: int, limit: int) -> tuple[Sequence[User], int]:

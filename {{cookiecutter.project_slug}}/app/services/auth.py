@@ -90,8 +90,8 @@ class AuthService:
         await limits.check()
         user = await self.users.get_by_login(login)
         limits.found(user)
-        # End the read before the slow hash: no pooled connection or SQLite lock is held while
-        # hashing, so a login storm cannot starve other requests of the database.
+        # End the read before the slow hash: no pooled connection or database lock is held
+        # while hashing, so a login storm cannot starve other requests of the database.
         await self.session.commit()
         # Checked again when this attempt's turn to hash comes: attempts that queued up before
         # the budget ran out are refused without hashing.
@@ -147,7 +147,7 @@ class AuthService:
         user = await self.users.get(stored.user_id)
         if user is None or not user.is_active:
             raise InvalidResetTokenError()
-        # End the read before the slow hash: no connection or SQLite lock is held meanwhile.
+        # End the read before the slow hash: no connection or database lock is held meanwhile.
         await self.session.commit()
         new_hash = await self.passwords.hash(new_password)
         # Checked again, atomically: of two confirmations racing with one link, one wins.

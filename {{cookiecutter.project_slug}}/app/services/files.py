@@ -1,7 +1,7 @@
 """Users' files: the bytes go to B2, the metadata to the `files` table.
 
 No database transaction is open while B2 is called (uploads can be slow), so a request never
-holds a pooled connection or SQLite's write lock across the network.
+holds a pooled connection or a database lock across the network.
 """
 
 import hashlib
