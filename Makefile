@@ -55,17 +55,18 @@ run: $(TOOLS_STAMP)
 clean:
 	rm -rf $(BUILD) .pytest_cache .ruff_cache
 
-# make bench: render the SQLite and PostgreSQL variants into build/bench and serve each as its
-# Dockerfile does, next to a bare FastAPI ceiling and a limit app for /users/me on the same
-# stack; compare server stacks (uvloop versions, asyncio, granian); then the scale-out scenarios
-# (PostgreSQL + Redis, 1 vs 2 workers, a wrong-password storm) and a storm from 200,000
-# distinct client addresses (BENCH_SCENARIOS=addresses). wrk loads them over 127.0.0.1;
-# prints one table and the targets, writes build/bench.json. Not part of make test. Shorter:
-# make bench BENCH_SECONDS=3 SOAK_SECONDS=10; one group: make bench BENCH_SCENARIOS=stacks
-# (see bench/run.py for every knob).
+# make bench: the bench package (python -m bench). It renders the SQLite and PostgreSQL
+# variants into build/bench and serves each as its Dockerfile does, next to a bare FastAPI
+# ceiling and a limit app for /users/me on the same stack; compares server stacks (uvloop
+# versions, asyncio, granian); then the scale-out scenarios (PostgreSQL + Redis, 1 vs 2 workers,
+# a wrong-password storm) and a storm from 200,000 distinct client addresses. wrk loads them
+# over 127.0.0.1; prints one table and the targets, writes build/bench.json, and a full run
+# writes bench/RESULTS.md. Not part of make test. Shorter (RESULTS.md is kept): make bench
+# BENCH_SECONDS=3 SOAK_SECONDS=10; one group: make bench BENCH_SCENARIOS=stacks (every knob:
+# python -m bench --help).
 APT_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: bench
 bench: $(DEPS_STAMP)
 	command -v wrk >/dev/null || { $(APT_SUDO) apt-get update && $(APT_SUDO) apt-get install -y wrk; }
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench

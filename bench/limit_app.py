@@ -3,7 +3,7 @@
 A bearer token is verified with PyJWT (each distinct token once, as the service's TokenCodec
 caches it; expiry and type checked on every use), the user is read with one primary-key
 SELECT straight through the driver (asyncpg; on SQLite, sqlite3 in one worker-thread hop) and
-returned as JSON. It runs on the same stack as the service it is compared with (bench/run.py
+returned as JSON. It runs on the same stack as the service it is compared with (bench/serving.py
 serves both with the same server command), against the service's own database, so what it
 reaches is what this stack and this machine allow for that job.
 

@@ -1,12 +1,12 @@
-"""Mixed-traffic soak client for `make bench` (run in its own process by bench/run.py).
+"""Mixed-traffic soak client for `make bench` (run in its own process by the base group).
 
 Light workers loop over `GET /users/me`, `POST /auth/refresh` (each keeps its own rotating
 refresh token) and the admin list `GET /users`; heavy workers loop over sign-up, login,
 refresh and `GET /users/me` for fresh users (the bcrypt-bound part). Every worker stops at the
 deadline; the result (counts, statuses, 5xx, 429s, transport errors, p50/p99 per operation)
 is one JSON object on stdout. Every request comes from 127.0.0.1, so the server must run with
-sign-up and refresh limits far above their defaults (bench/run.py raises them): a 429 here
-means a limit the soak was not meant to measure.
+sign-up and refresh limits far above their defaults (bench/scenarios/base.py raises them): a
+429 here means a limit the soak was not meant to measure.
 
 Usage: python bench/soak.py BASE_URL SECONDS ADMIN_USERNAME ADMIN_PASSWORD [LIGHT] [HEAVY]
 """

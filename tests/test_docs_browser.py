@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import PYTHON, free_port, serve, tool_env
+from helpers import PYTHON, tool_env
+from servers import free_port, serve
 
 pytestmark = pytest.mark.slow
 

@@ -25,15 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import (
-    BIN,
-    FUNCTIONAL_VARIANTS,
-    free_port,
-    tail,
-    throwaway_database,
-    tool_env,
-    variant_id,
-)
+from helpers import BIN, FUNCTIONAL_VARIANTS, tool_env, variant_id
 from rendered_docs import (
     NOT_RUN,
     Command,
@@ -42,6 +34,7 @@ from rendered_docs import (
     every_combination,
     is_document,
 )
+from servers import free_port, tail, throwaway_database
 
 TESTS_DIR = Path(__file__).resolve().parent
 SUPERUSER_PASSWORD = "docs-quick-start-1"

@@ -34,20 +34,14 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import (
-    BIN,
-    FUNCTIONAL_VARIANTS,
-    OUTPUT_TAIL,
-    PYTHON,
+from helpers import BIN, FUNCTIONAL_VARIANTS, OUTPUT_TAIL, PYTHON, run, tool_env, variant_id
+from servers import (
     access_token,
     free_port,
     mail_env,
     migrate_with_superuser,
-    run,
     serve,
     throwaway_database,
-    tool_env,
-    variant_id,
 )
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -26,7 +26,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import PYTHON, check, free_port, throwaway_database, tool_env
+from helpers import PYTHON, check, tool_env
+from servers import free_port, throwaway_database
 
 pytestmark = pytest.mark.slow
 

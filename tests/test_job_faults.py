@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from helpers import PYTHON, RedisServer, check, tail, tool_env
+from helpers import PYTHON, check, tool_env
+from servers import RedisServer, tail
 from test_job_processes import VARIANT, Worker, worker
 
 pytestmark = pytest.mark.slow

@@ -28,18 +28,8 @@ import httpx
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from helpers import (
-    HEARTBEAT_FILE,
-    PYTHON,
-    RedisServer,
-    check,
-    free_port,
-    mail_env,
-    serve,
-    tail,
-    throwaway_database,
-    tool_env,
-)
+from helpers import HEARTBEAT_FILE, PYTHON, check, tool_env
+from servers import RedisServer, free_port, mail_env, serve, tail, throwaway_database
 
 pytestmark = pytest.mark.slow
 

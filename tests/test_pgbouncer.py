@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import PG_ADMIN_DSN, PYTHON, check, free_port, tail, throwaway_database, tool_env
+from helpers import PYTHON, check, tool_env
+from servers import PG_ADMIN_DSN, free_port, tail, throwaway_database
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,8 @@ into it: every tool runs with the project directory as its working directory.
 from collections.abc import Iterator
 
 import pytest
-from helpers import (
-    FUNCTIONAL_VARIANTS,
-    PYTHON,
-    check,
-    throwaway_database,
-    tool_env,
-    variant_id,
-)
+from helpers import FUNCTIONAL_VARIANTS, PYTHON, check, tool_env, variant_id
+from servers import throwaway_database
 
 pytestmark = [
     pytest.mark.slow,

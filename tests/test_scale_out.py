@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import (
-    PYTHON,
+from helpers import PYTHON, tool_env
+from servers import (
     RedisServer,
     free_port,
     mail_env,
@@ -27,7 +27,6 @@ from helpers import (
     serve,
     tail,
     throwaway_database,
-    tool_env,
 )
 
 pytestmark = pytest.mark.slow
