@@ -80,7 +80,8 @@ def migrate_with_superuser(
     """Migrate a rendered project's database to head and create its superuser."""
     check([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, timeout=120)
     superuser = ["create-superuser", "--email", email, "--username", username]
-    check([PYTHON, "-m", "app.cli", *superuser, "--password", password], root, env, timeout=120)
+    # One argument, `--password=...`: a random password may begin with "-".
+    check([PYTHON, "-m", "app.cli", *superuser, f"--password={password}"], root, env, timeout=120)
 
 
 def access_token(base_url: str, username: str, password: str) -> str:
