@@ -1,9 +1,16 @@
 """Every relative link of the rendered README.md and docs/*.md resolves, in every combination of
 options: to a file or directory of that render and, with `#...`, to a heading of the document
-(GitHub's anchors).
+(GitHub's anchors). The template's own README.md and bench/README.md are held to the same rule.
 """
 
+import os
+from pathlib import Path
+
 from rendered_docs import by_problem, every_combination, link_problems, project_paths
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TEMPLATE_DOCUMENTS = ("README.md", "bench/README.md")
+NOT_THE_REPOSITORY = {".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
 def test_relative_links_resolve_in_every_combination():
@@ -17,6 +24,17 @@ def test_relative_links_resolve_in_every_combination():
             problems += [(rendered.name, problem) for problem in found]
     assert links, "no link in any rendered document"
     assert not problems, by_problem(iter(problems))
+
+
+def test_the_template_s_own_documents_link_to_what_exists():
+    paths: set[str] = set()
+    for directory, subdirectories, files in os.walk(REPOSITORY):
+        subdirectories[:] = [name for name in subdirectories if name not in NOT_THE_REPOSITORY]
+        here = Path(directory).relative_to(REPOSITORY)
+        paths.update((here / name).as_posix() for name in files)
+    documents = {rel: (REPOSITORY / rel).read_text(encoding="utf-8") for rel in TEMPLATE_DOCUMENTS}
+    problems = [problem for rel in documents for problem in link_problems(rel, documents, paths)]
+    assert not problems, "\n".join(problems)
 
 
 def test_a_missing_file_or_heading_is_found():
